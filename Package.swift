@@ -1,0 +1,68 @@
+// swift-tools-version:6.0
+// Lifeboat: backup and restore for OpenStack virtual machines, as event-driven workers on RabbitMQ.
+import PackageDescription
+
+/// Every Swift target: Swift 6 language mode (strict concurrency) and warnings treated as errors
+/// are not set here so that a new compiler's new warning does not break an operator's build; CI
+/// checks "no warnings" itself (see .ci/run).
+let package = Package(
+    name: "Lifeboat",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "lifeboat", targets: ["lifeboat"]),
+        .library(name: "Events", targets: ["Events"]),
+        .library(name: "Publisher", targets: ["Publisher"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
+    ],
+    targets: [
+        // One shim per C library; nothing else lives in them.
+        .systemLibrary(name: "CRabbitMQ", pkgConfig: "librabbitmq", providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(name: "CSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
+        .systemLibrary(name: "CRBD", providers: [.apt(["librbd-dev", "librados-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        // The vocabulary: every message Lifeboat reads or writes. Foundation only.
+        .target(name: "Events"),
+        // librabbitmq wrapper: connections confined to their own threads, topology, consumers.
+        .target(name: "AMQP", dependencies: [
+            "CRabbitMQ",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Publishing with confirms: what the workers and other systems use to send.
+        .target(name: "Publisher", dependencies: [
+            "AMQP", "Events",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Clients for the data sources, one per C library.
+        .target(name: "SSH", dependencies: ["CSSH2"]),
+        .target(name: "Ceph", dependencies: ["CRBD"]),
+        .target(name: "OpenStack", dependencies: ["CCurl"]),
+        .target(name: "Compression", dependencies: ["CZstd"]),
+        // Where backups live: chunk store, indexes, manifests.
+        .target(name: "Repository", dependencies: [
+            "Compression",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Intake, planner, task runners, strategies: the worker runtime.
+        .target(name: "Workers", dependencies: [
+            "AMQP", "Events", "Publisher", "Repository", "SSH", "Ceph", "OpenStack",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The `lifeboat` command: worker, send, watch, repository tools.
+        .executableTarget(name: "lifeboat", dependencies: [
+            "Workers",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "EventsTests", dependencies: ["Events"]),
+        .testTarget(name: "BindingsTests", dependencies: ["SSH", "Ceph", "OpenStack", "Compression", "AMQP"]),
+        .testTarget(name: "MessagingTests", dependencies: ["AMQP", "Publisher", "Events", "Workers"]),
+        .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

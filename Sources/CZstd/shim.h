@@ -1,0 +1,2 @@
+// libzstd: chunk compression in the repository.
+#include <zstd.h>

@@ -1,0 +1,2 @@
+import XCTest
+final class RepositoryTestsPlaceholder: XCTestCase { func testNothingYet() { XCTAssertTrue(true) } }
