@@ -102,7 +102,13 @@ private final class ConsumerLoop: @unchecked Sendable {
 
     func run() {
         defer {
-            connection?.close()
+            if let connection, connection.isUsable {
+                // A round trip after the last acks, before the channel closes: RabbitMQ settles
+                // quorum-queue acks asynchronously, and acks racing a channel close were seen
+                // to come back as redeliveries.
+                try? connection.setPrefetch(prefetch)
+                connection.close()
+            }
             continuation.finish()
         }
         while true {

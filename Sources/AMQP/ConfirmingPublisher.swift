@@ -34,6 +34,9 @@ public final class ConfirmingPublisher: Sendable {
         var completion: Completion
         var deadline: Date
         var channelFailures = 0
+        var nacks = 0
+        /// Not before this time: a nacked message waits a little before it is published again.
+        var notBefore = Date.distantPast
     }
 
     enum Command: Sendable {
@@ -171,16 +174,19 @@ private final class PublisherLoop: @unchecked Sendable {
                 if queuedCount > 0 || !stopping { connect() }
                 continue
             }
+            let canPublishMore: Bool
             do {
-                try publishQueued(on: connection)
+                let published = try publishQueued(on: connection)
                 while let event = try connection.nextEvent(timeout: 0) { handle(event) }
+                canPublishMore = published && queuedCount > 0 && inFlight.count < options.window
             } catch {
                 failed(error)
                 continue
             }
-            let canPublishMore = queuedCount > 0 && inFlight.count < options.window
             if !canPublishMore {
-                mailbox.wakeup.wait(for: connection, timeout: min(0.5, Double(settings.heartbeatSeconds) / 4))
+                var timeout = min(0.5, Double(settings.heartbeatSeconds) / 4)
+                if queuedHead < queued.count { timeout = min(timeout, max(0.001, queued[queuedHead].notBefore.timeIntervalSinceNow)) }
+                mailbox.wakeup.wait(for: connection, timeout: timeout)
             }
         }
     }
@@ -220,13 +226,17 @@ private final class PublisherLoop: @unchecked Sendable {
         }
     }
 
-    private func publishQueued(on connection: AMQPConnection) throws(AMQPError) {
+    /// Publishes what the window allows; returns false when it must wait for confirms first.
+    private func publishQueued(on connection: AMQPConnection) throws(AMQPError) -> Bool {
         while queuedHead < queued.count && inFlight.count < options.window {
             let pending = queued[queuedHead]
+            guard pending.notBefore <= Date() else { return false }
             let exchange = pending.message.exchange
             if !knownExchanges.contains(exchange) {
                 // Publishing to a missing exchange would close the channel and with it every
                 // confirm in flight; a passive declare finds out first and fails just this one.
+                // It waits until nothing is in flight, so that a closed channel loses no confirm.
+                guard inFlight.isEmpty else { return false }
                 do {
                     try connection.declare(ExchangeSpec(name: exchange, kind: .topic, passive: true))
                     knownExchanges.insert(exchange)
@@ -246,6 +256,7 @@ private final class PublisherLoop: @unchecked Sendable {
             queued.removeFirst(queuedHead)
             queuedHead = 0
         }
+        return true
     }
 
     private func handle(_ event: InboundEvent) {
@@ -258,7 +269,19 @@ private final class PublisherLoop: @unchecked Sendable {
                 return .success(())
             }
         case .nack(let tag, let multiple):
-            settle(tag, multiple: multiple) { _ in .failure(.nacked) }
+            // A nack is the broker saying "not now" (a quorum queue electing its leader after a
+            // restart, a full queue): publish again after a short backoff, a few times.
+            var retry: [Pending] = []
+            settle(tag, multiple: multiple) { entry in
+                guard entry.pending.nacks < 5 else { return .failure(.nacked) }
+                var pending = entry.pending
+                pending.nacks += 1
+                pending.notBefore = Date().addingTimeInterval(0.2 * pow(2, Double(pending.nacks - 1)))
+                retry.append(pending)
+                return nil
+            }
+            queued = retry + queued[queuedHead...]
+            queuedHead = 0
         case .returned(let returned):
             // The return comes just before the ack of the same message; match it by message id.
             if let (tag, _) = inFlight.filter({ $0.value.returned == nil && $0.value.pending.message.properties.messageId == returned.properties.messageId })
@@ -274,52 +297,64 @@ private final class PublisherLoop: @unchecked Sendable {
         }
     }
 
-    private func settle(_ tag: UInt64, multiple: Bool, _ result: (InFlight) -> Result<Void, AMQPError>) {
+    /// Removes confirmed messages from flight and completes them with `result` (nil: kept for a retry).
+    private func settle(_ tag: UInt64, multiple: Bool, _ result: (InFlight) -> Result<Void, AMQPError>?) {
         if multiple {
             var current = lowestUnconfirmed
             while current <= tag {
-                if let entry = inFlight.removeValue(forKey: current) { entry.pending.completion(result(entry)) }
+                if let entry = inFlight.removeValue(forKey: current), let outcome = result(entry) { entry.pending.completion(outcome) }
                 current += 1
             }
             lowestUnconfirmed = max(lowestUnconfirmed, tag + 1)
         } else if let entry = inFlight.removeValue(forKey: tag) {
-            entry.pending.completion(result(entry))
+            if let outcome = result(entry) { entry.pending.completion(outcome) }
             while lowestUnconfirmed <= tag && inFlight[lowestUnconfirmed] == nil { lowestUnconfirmed += 1 }
         }
     }
 
-    /// The connection or channel failed: what was in flight goes back to the front of the queue,
-    /// in its original order, to be published again.
-    private func failed(_ error: AMQPError) {
-        let unconfirmed = inFlight.sorted { $0.key < $1.key }.map(\.value.pending)
+    /// What was in flight goes back to the front of the queue, in its original order, to be
+    /// published again; returns how many.
+    @discardableResult
+    private func requeueInFlight(countingChannelFailure error: AMQPError? = nil) -> Int {
+        var unconfirmed = inFlight.sorted { $0.key < $1.key }.map(\.value.pending)
         inFlight = [:]
-        queued = unconfirmed + queued[queuedHead...]
-        queuedHead = 0
-        if case .channelClosed = error, let connection, connection.isUsable {
+        if let error {
             // A message the broker refuses outright (e.g. 403 on an internal exchange) would
             // close the channel forever: after three such closures a message fails.
-            logger.warning("broker closed the publishing channel", metadata: ["error": "\(error)"])
-            queued = queued.enumerated().compactMap { index, pending in
-                guard index < unconfirmed.count else { return pending }
+            unconfirmed = unconfirmed.compactMap { pending in
                 var pending = pending
                 pending.channelFailures += 1
-                if pending.channelFailures >= 3 {
+                guard pending.channelFailures < 3 else {
                     pending.completion(.failure(error))
                     return nil
                 }
                 return pending
             }
+        }
+        queued = unconfirmed + queued[queuedHead...]
+        queuedHead = 0
+        return unconfirmed.count
+    }
+
+    /// The connection or channel failed.
+    private func failed(_ error: AMQPError) {
+        if case .channelClosed = error, let connection, connection.isUsable {
+            logger.warning("broker closed the publishing channel", metadata: ["error": "\(error)"])
+            requeueInFlight(countingChannelFailure: error)
             do {
                 try reopenChannel(connection)
                 return
             } catch {}
         }
-        logger.warning("publisher connection lost, reconnecting", metadata: ["error": "\(error)", "unconfirmed": "\(unconfirmed.count)"])
+        let unconfirmed = requeueInFlight()
+        logger.warning("publisher connection lost, reconnecting", metadata: ["error": "\(error)", "unconfirmed": "\(unconfirmed)"])
         connection?.abandon()
         connection = nil
     }
 
+    /// A new channel: confirms restart at tag 1, so what was in flight is published again on it.
     private func reopenChannel(_ connection: AMQPConnection) throws(AMQPError) {
+        requeueInFlight()
         try connection.openChannel()
         lowestUnconfirmed = 1
     }

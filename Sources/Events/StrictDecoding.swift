@@ -28,17 +28,18 @@ extension Decoder {
 /// as file names, and keep strings bounded.
 enum Validate {
     /// Ids end up in routing keys (`project.instance.job.status`), so no dots, spaces or wildcards.
-    static func identifier(_ value: String, at path: String, maxLength: Int = 128) throws(EventDecodingError) {
+    static func identifier(_ value: String, at path: String, maxLength: Int = 128, alsoAllowing extra: String = "") throws(EventDecodingError) {
         guard !value.isEmpty else { throw EventDecodingError.invalidValue(path: path, reason: "must not be empty") }
         guard value.utf8.count <= maxLength else {
             throw EventDecodingError.invalidValue(path: path, reason: "longer than \(maxLength) characters")
         }
         let allowed = value.utf8.allSatisfy { byte in
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == 0x2D || byte == 0x5F
+                || byte == 0x2D || byte == 0x5F || extra.utf8.contains(byte)
         }
         guard allowed else {
-            throw EventDecodingError.invalidValue(path: path, reason: "only letters, digits, \"-\" and \"_\" are allowed")
+            let others = extra.map { ", \"\($0)\"" }.joined()
+            throw EventDecodingError.invalidValue(path: path, reason: "only letters, digits, \"-\", \"_\"\(others) are allowed")
         }
     }
 
@@ -69,9 +70,9 @@ enum Validate {
 }
 
 extension KeyedDecodingContainer {
-    func identifier(_ key: Key, maxLength: Int = 128) throws -> String {
+    func identifier(_ key: Key, maxLength: Int = 128, alsoAllowing extra: String = "") throws -> String {
         let value = try decode(String.self, forKey: key)
-        try Validate.identifier(value, at: EventDecodingError.jsonPath(codingPath + [key]), maxLength: maxLength)
+        try Validate.identifier(value, at: EventDecodingError.jsonPath(codingPath + [key]), maxLength: maxLength, alsoAllowing: extra)
         return value
     }
 

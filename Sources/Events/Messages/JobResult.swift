@@ -61,7 +61,7 @@ public struct TaskSummary: Codable, Sendable, Hashable {
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownFields(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        taskId = try c.identifier(.taskId, maxLength: 255)
+        taskId = try c.identifier(.taskId, maxLength: 255, alsoAllowing: ".:")
         kind = try c.choice(TaskKind.self, .kind)
         disk = try c.optionalIdentifier(.disk)
         attempt = try c.decodeIfPresent(Int.self, forKey: .attempt)

@@ -116,7 +116,7 @@ public struct TaskEvent: LifeboatMessage, Hashable {
         try decoder.rejectUnknownFields(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         version = try c.decode(Int.self, forKey: .version)
-        taskId = try c.identifier(.taskId, maxLength: 255)
+        taskId = try c.identifier(.taskId, maxLength: 255, alsoAllowing: ".:")
         job = try c.decode(JobReference.self, forKey: .job)
         kind = try c.choice(TaskKind.self, .kind)
         disk = try c.optionalIdentifier(.disk)

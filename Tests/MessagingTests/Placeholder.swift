@@ -1,2 +1,0 @@
-import XCTest
-final class MessagingTestsPlaceholder: XCTestCase { func testNothingYet() { XCTAssertTrue(true) } }

@@ -1,0 +1,66 @@
+import AMQP
+import Events
+import Foundation
+import Publisher
+import Workers
+import XCTest
+
+/// A worker running in the test process against the real broker.
+final class RunningWorker: Sendable {
+    let worker: Worker
+    private let task: Task<Void, Never>
+
+    init(prefetch: UInt16 = 32) throws {
+        worker = Worker(configuration: WorkerConfiguration(amqp: try TestBroker.settings(name: "lifeboat-test-worker"),
+                                                           prefetch: prefetch, notificationSources: [.nova]))
+        let worker = self.worker
+        task = Task { await worker.run() }
+    }
+
+    func stop() async {
+        await worker.shutdown(grace: 5)
+        await task.value
+    }
+}
+
+enum LifeboatQueues {
+    static let all = [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications, LifeboatTopology.Queue.tasks,
+                      LifeboatTopology.Queue.results, LifeboatTopology.Queue.deadLetters]
+
+    /// Declares Lifeboat's topology and empties its queues, so a test sees only its own messages.
+    static func reset() async throws {
+        try await BrokerChores.declare(LifeboatTopology.withNotifications([.nova]))
+        try await BrokerChores.purge(all)
+    }
+
+    static func results(_ deliveries: [Delivery]) throws -> [JobResult] {
+        try deliveries.map { try MessageCodec.decode(JobResult.self, from: $0.body) }
+    }
+}
+
+/// Reads a queue through a consumer until `enough` says so or `seconds` pass.
+///
+/// Delivery is at-least-once: a reader that stops may see some of its acknowledged messages
+/// again the next time (RabbitMQ settles quorum-queue acks asynchronously, and a channel that
+/// closes right after them can lose the race). Messages carry ids, so readers drop repeats,
+/// as any monitor of Lifeboat's results should.
+func consume(_ queue: String, seconds: Double = 60, until enough: @escaping ([Delivery]) -> Bool) async throws -> [Delivery] {
+    let consumer = AMQPConsumer(settings: try TestBroker.settings(name: "lifeboat-test-reader"), topology: Topology(),
+                                queues: [queue], prefetch: 500)
+    var collected: [Delivery] = []
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    let timer = Task {
+        try? await Task.sleep(until: deadline)
+        await consumer.shutdown(grace: 1)
+    }
+    var seen: Set<String> = []
+    for await delivery in consumer.deliveries {
+        delivery.ack()
+        if let id = delivery.delivery.properties.messageId, !seen.insert(id).inserted { continue }
+        collected.append(delivery.delivery)
+        if enough(collected) { break }
+    }
+    timer.cancel()
+    await consumer.shutdown(grace: 2)
+    return collected
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs Lifeboat's tests against real peers: installs what they need (Debian packages),
+# starts the project's own RabbitMQ on loopback, runs `swift test`, stops the broker.
+#
+#   scripts/test.sh [extra swift test arguments, e.g. --filter AMQPTests]
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$LIFEBOAT_ROOT"
+
+apt_install "${BUILD_PACKAGES[@]}" "${BROKER_PACKAGES[@]}"
+SWIFT="$(swift_driver)"
+
+log "building"
+mkdir -p "$LIFEBOAT_RUN_DIR"
+if ! "$SWIFT" build --build-tests >"$LIFEBOAT_RUN_DIR/build.log" 2>&1; then
+    grep -E "error:" "$LIFEBOAT_RUN_DIR/build.log" | head -40 >&2 || tail -40 "$LIFEBOAT_RUN_DIR/build.log" >&2
+    die "build failed"
+fi
+# Strict concurrency and no warnings, in Lifeboat's own code (not its dependencies').
+if grep -E "^$LIFEBOAT_ROOT/(Sources|Tests)/.*warning:" "$LIFEBOAT_RUN_DIR/build.log" | sort -u | tee /dev/stderr | grep -q .; then
+    die "the build has warnings"
+fi
+
+scripts/broker.sh start
+trap 'scripts/broker.sh stop' EXIT
+eval "$(scripts/broker.sh env)"
+export LIFEBOAT_REQUIRE_BROKER=1
+
+log "testing"
+"$SWIFT" test --skip-build "$@"
