@@ -33,3 +33,16 @@ extension Repository {
         return try readIndex(backup: backup, disk: disk)
     }
 }
+
+extension Repository {
+    /// Calls `body` with every disk index of every committed backup: the one walk behind
+    /// verify, stats and garbage collection. A committed backup whose index cannot be read
+    /// is an error, never skipped: GC must not mistake unknown references for none.
+    func forEachCommittedIndex(_ body: (BackupManifest, DiskIndex, String) throws -> Void) throws {
+        for manifest in try listBackups() {
+            for disk in manifest.disks {
+                try body(manifest, try readIndex(backup: manifest.id, disk: disk.name), disk.name)
+            }
+        }
+    }
+}
