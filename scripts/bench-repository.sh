@@ -13,7 +13,7 @@ set -euo pipefail
 SIZE_MIB=${BENCH_SIZE_MIB:-4096}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SWIFT=/opt/swift/usr/bin/swift
-LEVEL=${BENCH_LEVEL:-3} # Lifeboat's default zstd level; borg gets the same.
+LEVEL=${BENCH_LEVEL:-1} # Lifeboat's default zstd level (RepositoryOptions); borg gets the same.
 
 for tool in restic borg /usr/bin/time python3; do
   command -v "$tool" >/dev/null || { echo "bench-repository: $tool is required" >&2; exit 1; }
