@@ -101,6 +101,15 @@ func run() throws {
         try repo.restore(backup: args.at(1), disk: args.at(2), to: args.at(3), threads: threads)
     case "list":
         try printJSON(try repo.listBackups())
+    case "stats":
+        print(try repo.stats())
+    case "verify":
+        let report = try repo.verify(sampleFraction: args.options["sample"].flatMap(Double.init) ?? 1, threads: threads)
+        report.damaged.forEach { print($0) }
+        print("checked \(report.checkedChunks) of \(report.referencedChunks) chunks in \(report.backupsChecked) backups")
+        if !report.isHealthy { exit(1) }
+    case "gc":
+        print(try repo.collectGarbage(gracePeriod: args.options["grace"].flatMap(TimeInterval.init) ?? 24 * 3600))
     default:
         fail(usage)
     }
