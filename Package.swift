@@ -59,6 +59,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Small command over the Repository API for the benchmark and the crash/concurrency tests.
+        .executableTarget(name: "repository-tool", dependencies: ["Repository"], path: "Sources/RepositoryTool"),
+
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "BindingsTests", dependencies: ["SSH", "Ceph", "OpenStack", "Compression", "AMQP"]),
         .testTarget(name: "MessagingTests", dependencies: ["AMQP", "Publisher", "Events", "Workers"]),

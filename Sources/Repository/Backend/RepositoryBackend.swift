@@ -1,0 +1,59 @@
+import Foundation
+
+/// One stored object as a listing reports it.
+public struct ObjectInfo: Sendable, Equatable {
+    public let name: String
+    public let size: Int
+    /// Last write or `touch`: garbage collection's grace period is measured from it.
+    public let modified: Date
+
+    public init(name: String, size: Int, modified: Date) {
+        self.name = name
+        self.size = size
+        self.modified = modified
+    }
+}
+
+/// Named-object storage under a repository. The filesystem (local or NFS) implements it now;
+/// an S3-compatible store must fit later without touching callers, so the contract is only
+/// what both can give: whole-object atomic puts, gets, listings by prefix, deletes, and an
+/// mtime that can be refreshed.
+///
+/// Names are `/`-separated paths (see `ObjectNames`). Every method may be called from many
+/// threads and processes at once.
+public protocol RepositoryBackend: Sendable {
+    /// Stores `data` under `name` atomically and durably: a reader sees either no object or
+    /// all of it, and once `put` returns the object survives a crash. Replaces an existing object.
+    func put(_ name: String, _ data: UnsafeRawBufferPointer) throws
+
+    /// The whole object; throws `RepositoryError.objectNotFound` when absent.
+    func get(_ name: String) throws -> [UInt8]
+
+    /// Size and mtime of one object, or nil when absent.
+    func info(_ name: String) throws -> ObjectInfo?
+
+    /// Every object whose name starts with `prefix` (which ends with "/"), in no particular order.
+    func list(prefix: String) throws -> [ObjectInfo]
+
+    /// Removes the object; absent objects are not an error (deletes are retried and raced).
+    func delete(_ name: String) throws
+
+    /// Sets the object's mtime to now and returns its info, or nil when the object is absent.
+    /// Chunk writers touch chunks they reuse so GC's grace period protects them.
+    func touch(_ name: String) throws -> ObjectInfo?
+
+    /// Atomically renames `source` to `destination` (replacing it). Returns false when
+    /// `source` is absent. GC moves a chunk aside before deleting it to close its race with writers.
+    func move(_ source: String, to destination: String) throws -> Bool
+
+    /// Removes leftovers of interrupted puts older than `date`; returns how many.
+    func removeTemporaries(olderThan date: Date) throws -> Int
+}
+
+extension RepositoryBackend {
+    public func exists(_ name: String) throws -> Bool { try info(name) != nil }
+
+    public func put(_ name: String, _ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try put(name, $0) }
+    }
+}

@@ -1,0 +1,36 @@
+/// Chunk objects in and out of the backend: the only place that names, dedups, encodes,
+/// stores, fetches and checks chunks.
+extension Repository {
+    /// Stores one chunk unless it is all zeros or already present, and returns its index entry.
+    ///
+    /// No lock: the object name is the content's id, so racing writers store identical bytes
+    /// and the backend's atomic put makes the last rename harmless. A chunk already present
+    /// is touched, so that garbage collection's grace period counts from this reuse (see
+    /// `collectGarbage`); if it vanished between checks, it is simply stored again.
+    func storeChunk(_ data: UnsafeRawBufferPointer, codec: ChunkCodec) throws -> (entry: IndexEntry, isNew: Bool) {
+        if ChunkCodec.isZero(data) { return (.zero, false) }
+        let id = ChunkCodec.id(of: data, sealer: sealer)
+        let name = ObjectNames.chunk(id)
+        if let existing = try backend.touch(name) {
+            return (IndexEntry(id: id, storedSize: UInt32(existing.size)), false)
+        }
+        let stored = try codec.encode(data, id: id, sealer: sealer) { object in
+            try backend.put(name, object)
+            return object.count
+        }
+        return (IndexEntry(id: id, storedSize: UInt32(stored)), true)
+    }
+
+    /// Fetches and checks chunk `id` of `length` plain bytes into the codec's buffer.
+    func loadChunk(_ id: ChunkID, length: Int, codec: ChunkCodec) throws(ChunkProblem) -> UnsafeRawBufferPointer {
+        let object: [UInt8]
+        do {
+            object = try backend.get(ObjectNames.chunk(id))
+        } catch RepositoryError.objectNotFound {
+            throw .missing
+        } catch {
+            throw .unreadable("\(error)")
+        }
+        return try codec.decode(object, id: id, length: length, sealer: sealer)
+    }
+}

@@ -1,0 +1,112 @@
+import Compression
+import Crypto
+import Foundation
+
+/// Turns chunk content into a stored object and back, with the per-thread state that makes
+/// that fast: a reused zstd context and buffers sized for one chunk. One per worker thread.
+///
+/// Stored object = sealed([encoding: u8][plain length: u32 LE][payload]), where encoding 0 is
+/// raw (incompressible data) and 1 is a zstd frame. Sealing is AES-256-GCM with the chunk id
+/// as associated data when the repository is encrypted, identity otherwise.
+final class ChunkCodec {
+    private static let headerSize = 5
+    private static let raw: UInt8 = 0
+    private static let zstd: UInt8 = 1
+
+    let chunkSize: Int
+    private let compressor: ZstdCompressor
+    private let decompressor = ZstdDecompressor()
+    /// Header plus the worst-case compressed chunk.
+    private let encodeBuffer: UnsafeMutableRawBufferPointer
+    /// One plain chunk: decode target.
+    let plainBuffer: UnsafeMutableRawBufferPointer
+
+    init(chunkSize: Int, level: Int32) {
+        self.chunkSize = chunkSize
+        compressor = ZstdCompressor(level: level)
+        encodeBuffer = .allocate(byteCount: Self.headerSize + max(ZstdCompressor.bound(chunkSize), chunkSize), alignment: 64)
+        plainBuffer = .allocate(byteCount: chunkSize, alignment: 64)
+    }
+
+    deinit {
+        encodeBuffer.deallocate()
+        plainBuffer.deallocate()
+    }
+
+    /// True when every byte is zero. Checks 16 bytes, then compares the buffer with itself
+    /// shifted by 16: memcmp runs at memory speed and needs no zero buffer.
+    static func isZero(_ data: UnsafeRawBufferPointer) -> Bool {
+        guard let base = data.baseAddress else { return true }
+        let head = min(16, data.count)
+        for i in 0..<head where data[i] != 0 { return false }
+        return data.count <= 16 || memcmp(base, base + 16, data.count - 16) == 0
+    }
+
+    static func id(of data: UnsafeRawBufferPointer, sealer: ObjectSealer) -> ChunkID {
+        if let keys = sealer.keys {
+            return ChunkID(digest: HMAC<SHA256>.authenticationCode(for: data, using: keys.idKey))
+        }
+        return ChunkID(digest: SHA256.hash(data: data))
+    }
+
+    /// Builds the stored object for `data` and passes it to `body` (valid only during the call).
+    func encode<R>(_ data: UnsafeRawBufferPointer, id: ChunkID, sealer: ObjectSealer,
+                   _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        encodeBuffer.storeBytes(of: UInt32(data.count).littleEndian, toByteOffset: 1, as: UInt32.self)
+        let payload = UnsafeMutableRawBufferPointer(rebasing: encodeBuffer[Self.headerSize...])
+        let compressed = try compressor.compress(data, into: payload)
+        let length: Int
+        // Keep the zstd frame only when it saves more than ~1.5 %; otherwise store raw so
+        // restore skips decompression of incompressible data.
+        if compressed < data.count - data.count / 64 {
+            encodeBuffer[0] = Self.zstd
+            length = compressed
+        } else {
+            encodeBuffer[0] = Self.raw
+            payload.copyMemory(from: data)
+            length = data.count
+        }
+        let container = UnsafeRawBufferPointer(rebasing: encodeBuffer[0..<Self.headerSize + length])
+        if sealer.isEncrypted {
+            let sealed = try sealer.seal(container, context: id.bytes)
+            return try sealed.withUnsafeBytes(body)
+        }
+        return try body(container)
+    }
+
+    /// Decodes a stored object into `plainBuffer`, checking it is exactly the chunk `id` of
+    /// `length` bytes. Returns the plain bytes (valid until the next decode).
+    func decode(_ object: [UInt8], id: ChunkID, length: Int, sealer: ObjectSealer) throws(ChunkProblem) -> UnsafeRawBufferPointer {
+        let container: [UInt8]
+        do {
+            container = try sealer.open(object, context: id.bytes)
+        } catch {
+            throw .authenticationFailed
+        }
+        guard container.count >= Self.headerSize else { throw .unreadable("object of \(container.count) bytes") }
+        let stated = Int(container.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 1, as: UInt32.self)) })
+        guard stated == length else { throw .lengthMismatch(expected: length, actual: stated) }
+        guard length <= chunkSize else { throw .unreadable("chunk longer than the chunk size") }
+        let plain = UnsafeMutableRawBufferPointer(rebasing: plainBuffer[0..<length])
+        let result: ChunkProblem? = container.withUnsafeBytes { bytes in
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[Self.headerSize...])
+            switch bytes[0] {
+            case Self.raw:
+                guard payload.count == length else { return .lengthMismatch(expected: length, actual: payload.count) }
+                plain.copyMemory(from: payload)
+            case Self.zstd:
+                do {
+                    try decompressor.decompress(payload, into: plain, expectedSize: length)
+                } catch {
+                    return .unreadable("\(error)")
+                }
+            default:
+                return .unreadable("unknown encoding \(bytes[0])")
+            }
+            return nil
+        }
+        if let result { throw result }
+        guard Self.id(of: UnsafeRawBufferPointer(plain), sealer: sealer) == id else { throw .hashMismatch }
+        return UnsafeRawBufferPointer(plain)
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import Glibc
+
+/// Restoring one disk of one backup: read its index (a full view, no chain to merge) and
+/// write every non-zero chunk at its offset. Zero chunks become holes.
+extension Repository {
+    /// Writes the disk as a raw sparse file at `path` (replacing it). Every chunk is checked
+    /// against its id; a damaged or missing one stops the restore with
+    /// `RepositoryError.damagedChunk` naming the chunk, backup, disk and offset, and the
+    /// partial output is removed.
+    public func restore(backup: String, disk: String, to path: String, threads: Int = 0) throws {
+        let index = try index(backup: backup, disk: disk)
+        let fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        do {
+            if ftruncate(fd, off_t(index.diskSize)) != 0 { throw POSIX.error("ftruncate", path) }
+            let positions = index.entries.indices.filter { !index.entries[$0].isZero }
+            try Parallel.forEach(count: positions.count, threads: threads > 0 ? threads : Parallel.defaultThreads,
+                                 makeState: { self.makeCodec() }) { n, codec in
+                let i = positions[n]
+                let id = index.entries[i].id
+                let plain: UnsafeRawBufferPointer
+                do throws(ChunkProblem) {
+                    plain = try loadChunk(id, length: index.length(of: i), codec: codec)
+                } catch {
+                    throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
+                                                                    offset: index.offset(of: i), problem: error))
+                }
+                try POSIX.pwriteAll(fd, plain, at: index.offset(of: i), path: path)
+            }
+            try POSIX.fsync(fd, path: path)
+            POSIX.close(fd)
+        } catch {
+            POSIX.close(fd)
+            unlink(path)
+            throw error
+        }
+    }
+
+    /// Restores to a qcow2 image through `qemu-img convert` (from qemu-utils), via a
+    /// temporary raw file beside `path`.
+    public func restoreQcow2(backup: String, disk: String, to path: String, threads: Int = 0,
+                             qemuImg: String = "/usr/bin/qemu-img") throws {
+        guard FileManager.default.isExecutableFile(atPath: qemuImg) else {
+            throw RepositoryError.externalToolFailed("\(qemuImg) not found: install qemu-utils to restore to qcow2")
+        }
+        let raw = path + ".raw-\(getpid())"
+        defer { unlink(raw) }
+        try restore(backup: backup, disk: disk, to: raw, threads: threads)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: qemuImg)
+        process.arguments = ["convert", "-f", "raw", "-O", "qcow2", raw, path]
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw RepositoryError.externalToolFailed("qemu-img convert exited with status \(process.terminationStatus)")
+        }
+    }
+}

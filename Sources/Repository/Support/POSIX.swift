@@ -1,0 +1,93 @@
+import Glibc
+
+/// Thin throwing wrappers over the POSIX calls the filesystem backend and the image I/O use.
+/// Foundation's file APIs can't fsync a directory, use pread/pwrite, or create with O_EXCL,
+/// all of which the atomic-visibility and parallel-range designs depend on.
+enum POSIX {
+    static func error(_ operation: String, _ path: String, _ code: Int32 = errno) -> RepositoryError {
+        .system(operation: operation, path: path, errno: code)
+    }
+
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws -> Int32 {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return fd }
+            if errno != EINTR { throw error("open", path) }
+        }
+    }
+
+    /// Writes all of `buffer` at the file's current position.
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("write", path)
+            }
+            done += n
+        }
+    }
+
+    /// Writes all of `buffer` at `offset`, so several threads can fill one file in any order.
+    static func pwriteAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("pwrite", path)
+            }
+            done += n
+        }
+    }
+
+    /// Reads until `buffer` is full or end of file; returns the number of bytes read.
+    static func preadFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, path: String) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("pread", path)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func fsync(_ fd: Int32, path: String) throws {
+        if Glibc.fsync(fd) != 0 { throw error("fsync", path) }
+    }
+
+    /// Makes a rename or unlink inside `directory` durable.
+    static func fsyncDirectory(_ directory: String) throws {
+        let fd = try open(directory, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fsync(fd, path: directory)
+    }
+
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// Size of an open file.
+    static func size(_ fd: Int32, path: String) throws -> UInt64 {
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw error("fstat", path) }
+        return UInt64(st.st_size)
+    }
+
+    /// Creates `path` and its missing parents.
+    static func makeDirectories(_ path: String) throws {
+        if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
+        guard errno == ENOENT else { throw error("mkdir", path) }
+        let parent = parentDirectory(path)
+        if parent != path { try makeDirectories(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw error("mkdir", path) }
+    }
+
+    static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}

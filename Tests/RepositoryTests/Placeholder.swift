@@ -1,2 +1,0 @@
-import XCTest
-final class RepositoryTestsPlaceholder: XCTestCase { func testNothingYet() { XCTAssertTrue(true) } }
