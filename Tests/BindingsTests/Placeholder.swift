@@ -1,2 +1,0 @@
-import XCTest
-final class BindingsTestsPlaceholder: XCTestCase { func testNothingYet() { XCTAssertTrue(true) } }
