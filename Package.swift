@@ -55,7 +55,7 @@ let package = Package(
         ]),
         // The `lifeboat` command: worker, send, watch, repository tools.
         .executableTarget(name: "lifeboat", dependencies: [
-            "Workers",
+            "Workers", "Repository",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

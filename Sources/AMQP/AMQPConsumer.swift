@@ -43,6 +43,7 @@ public final class AMQPConsumer: Sendable {
     private let continuation: AsyncStream<InboundDelivery>.Continuation
     private let mailbox = Mailbox<Command>()
     private let finished = Completion()
+    private let consuming = Completion()
     private let connectedCount = Counter()
 
     /// How many times a connection was established (1 after the first): lets tests and
@@ -52,13 +53,22 @@ public final class AMQPConsumer: Sendable {
     public init(settings: AMQPSettings, topology: Topology, queues: [String], prefetch: UInt16,
                 name: String = "amqp-consumer", logger: Logger = Logger(label: "lifeboat.amqp")) {
         (deliveries, continuation) = AsyncStream.makeStream(of: InboundDelivery.self)
+        let consuming = self.consuming
         let loop = ConsumerLoop(settings: settings, topology: topology, queues: queues, prefetch: prefetch,
-                                mailbox: mailbox, continuation: continuation, connectedCount: connectedCount, logger: logger)
+                                mailbox: mailbox, continuation: continuation, connectedCount: connectedCount,
+                                onConsuming: { consuming.finish() }, logger: logger)
         let finished = self.finished
         startBrokerThread(name: name) {
             loop.run()
+            consuming.finish()
             finished.finish()
         }
+    }
+
+    /// Returns once the topology is declared and the consumer registered (or the consumer has
+    /// stopped): a watcher binds its queue before it sends the request it wants to follow.
+    public func waitUntilConsuming() async {
+        await consuming.wait()
     }
 
     /// Stops taking deliveries, waits (up to `grace` seconds) for the ones in hand to be
@@ -78,6 +88,7 @@ private final class ConsumerLoop: @unchecked Sendable {
     let mailbox: Mailbox<AMQPConsumer.Command>
     let continuation: AsyncStream<InboundDelivery>.Continuation
     let connectedCount: Counter
+    let onConsuming: @Sendable () -> Void
     let logger: Logger
 
     var connection: AMQPConnection?
@@ -89,7 +100,8 @@ private final class ConsumerLoop: @unchecked Sendable {
     var backoff = Backoff()
 
     init(settings: AMQPSettings, topology: Topology, queues: [String], prefetch: UInt16, mailbox: Mailbox<AMQPConsumer.Command>,
-         continuation: AsyncStream<InboundDelivery>.Continuation, connectedCount: Counter, logger: Logger) {
+         continuation: AsyncStream<InboundDelivery>.Continuation, connectedCount: Counter,
+         onConsuming: @escaping @Sendable () -> Void, logger: Logger) {
         self.settings = settings
         self.topology = topology
         self.queues = queues
@@ -97,6 +109,7 @@ private final class ConsumerLoop: @unchecked Sendable {
         self.mailbox = mailbox
         self.continuation = continuation
         self.connectedCount = connectedCount
+        self.onConsuming = onConsuming
         self.logger = logger
     }
 
@@ -146,6 +159,7 @@ private final class ConsumerLoop: @unchecked Sendable {
             unsettled = 0
             backoff.reset()
             connectedCount.increment()
+            onConsuming()
             logger.info("consuming", metadata: ["queues": "\(queues.joined(separator: ","))", "broker": "\(settings)"])
         } catch {
             let delay = backoff.next()
