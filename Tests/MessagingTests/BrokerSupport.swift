@@ -8,8 +8,8 @@ enum TestBroker {
     static var url: String {
         get throws {
             guard let url = ProcessInfo.processInfo.environment["LIFEBOAT_TEST_AMQP_URL"] else {
-                // scripts/test.sh sets LIFEBOAT_REQUIRE_BROKER: there a missing broker is a failure.
-                if ProcessInfo.processInfo.environment["LIFEBOAT_REQUIRE_BROKER"] != nil {
+                // scripts/test.sh sets LIFEBOAT_STRICT_TESTS: there a missing broker is a failure.
+                if ProcessInfo.processInfo.environment["LIFEBOAT_STRICT_TESTS"] != nil {
                     throw AMQPError.invalidSettings("LIFEBOAT_TEST_AMQP_URL is not set")
                 }
                 throw XCTSkip("LIFEBOAT_TEST_AMQP_URL is not set: run the tests through scripts/test.sh, which starts RabbitMQ")
