@@ -8,7 +8,7 @@ struct RepositoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repo", abstract: "Manage a backup repository: init, list, stats, verify, prune, gc, restore-to-file.",
         discussion: "The passphrase of an encrypted repository comes from LIFEBOAT_PASSPHRASE_FILE (or LIFEBOAT_PASSPHRASE).",
-        subcommands: [Init.self, List.self, Stats.self, Verify.self, Prune.self, GC.self, RestoreToFile.self])
+        subcommands: [Init.self, Backup.self, List.self, Stats.self, Verify.self, Prune.self, GC.self, RestoreToFile.self])
 
     struct Location: ParsableArguments {
         @Option(name: .customLong("repo"), help: "The repository's directory.") var path: String
@@ -44,6 +44,27 @@ struct RepositoryCommand: ParsableCommand {
             _ = try Repository.create(path: location.path,
                                       options: RepositoryOptions(chunkSize: chunkSize, compressionLevel: level, passphrase: passphrase))
             print("created \(location.path) (chunks of \(chunkSize) bytes, zstd level \(level)\(encrypt ? ", encrypted" : ""))")
+        }
+    }
+
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Back up a raw image file or block device on this host directly (no broker), as one disk.",
+            discussion: "Workers do the same through range tasks; this is for images at hand and for trying a repository out.")
+        @OptionGroup var location: Location
+        @Option(help: "The raw image or block device.") var image: String
+        @Option(help: "The new backup's id.") var backup: String
+        @Option(help: "The disk's name in the backup.") var disk = "vda"
+        @Option(help: "Take unchanged chunks' ids from this backup (they are not read twice from the store).") var parent: String?
+
+        func run() throws {
+            let started = ContinuousClock.now
+            let manifest = try location.open().backupImage(path: image, backup: backup, disk: disk, parent: parent)
+            let elapsed = started.duration(to: .now).components
+            let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+            let size = manifest.disks.reduce(UInt64(0)) { $0 + $1.size }
+            print(String(format: "backup %@ of %@ committed: %@ in %.1f s (%@/s)", backup, image, ResultPrinter.bytes(size), seconds,
+                         ResultPrinter.bytes(UInt64(Double(size) / max(seconds, 0.001)))))
         }
     }
 
