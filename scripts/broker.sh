@@ -106,11 +106,12 @@ case "${1:-}" in
     restart) stop; start ;;
     status) running && echo "running" || { echo "stopped"; exit 1; } ;;
     reset) stop; rm -rf "$DIR/mnesia"; start ;;
+    queues) ctl -q list_queues name messages_ready messages_unacknowledged ;;
     env)
         echo "export LIFEBOAT_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$PORT/"
         echo "export LIFEBOAT_TEST_AMQPS_PORT=$TLS_PORT"
         echo "export LIFEBOAT_TEST_TLS_DIR=$DIR/tls"
         echo "export LIFEBOAT_TEST_BROKER_CTL=$LIFEBOAT_ROOT/scripts/broker.sh"
         ;;
-    *) echo "usage: $0 start|stop|restart|reset|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|restart|reset|status|queues|env" >&2; exit 2 ;;
 esac

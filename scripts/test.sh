@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$LIFEBOAT_ROOT"
 
-apt_install "${BUILD_PACKAGES[@]}" "${BROKER_PACKAGES[@]}"
+apt_install "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 SWIFT="$(swift_driver)"
 
 log "building"
@@ -20,6 +20,8 @@ fi
 if grep -E "^$LIFEBOAT_ROOT/(Sources|Tests)/.*warning:" "$LIFEBOAT_RUN_DIR/build.log" | sort -u | tee /dev/stderr | grep -q .; then
     die "the build has warnings"
 fi
+
+/usr/bin/python3 scripts/lib/check_compose.py || die "compose/compose.yaml is out of date"
 
 # A broker with no data from earlier runs: queues are declared exactly as this checkout says.
 scripts/broker.sh reset

@@ -11,6 +11,7 @@ import Publisher
 /// | `LIFEBOAT_AMQP_PASSWORD_FILE` | file holding the broker password | the URL's password, else `guest` |
 /// | `LIFEBOAT_AMQP_CA_FILE` | CA bundle for `amqps://` | Debian's system bundle |
 /// | `LIFEBOAT_AMQP_CERT_FILE`, `LIFEBOAT_AMQP_KEY_FILE` | client certificate (EXTERNAL auth when no password) | none |
+/// | `LIFEBOAT_AMQP_VERIFY_HOSTNAME` | `false` skips the host-name check (never in production) | `true` |
 /// | `LIFEBOAT_AMQP_HEARTBEAT` | seconds | 30 |
 /// | `LIFEBOAT_PREFETCH` | deliveries in hand per worker | 32 |
 /// | `LIFEBOAT_NOTIFICATIONS` | `exchange=key,key;exchange=key`; empty to bind none | `nova=versioned_notifications.info,notifications.info` |
