@@ -61,6 +61,38 @@ final class IntakeTests: XCTestCase {
         XCTAssertEqual(worker.worker.intake.currentCounts.accepted, 1)
     }
 
+    func testRealNovaNotificationsAreReadFromLifeboatsOwnQueueOnly() async throws {
+        let captures = try Capture.all().filter {
+            $0.exchange == "nova" && LifeboatTopology.NotificationSource.nova.routingKeys.contains($0.routingKey)
+        }
+        XCTAssertGreaterThan(captures.count, 50)
+        // The queue Nova's other listeners read, declared the way oslo.messaging declares it.
+        let theirs = "versioned_notifications.info"
+        try await BrokerChores.declare(Topology(queues: [QueueSpec(name: theirs, durable: false)],
+                                                bindings: [BindingSpec(queue: theirs, exchange: "nova", routingKey: theirs)]))
+        try await BrokerChores.purge([theirs])
+        let worker = try RunningWorker()
+        let publisher = ConfirmingPublisher(settings: try TestBroker.settings(), topology: LifeboatTopology.withNotifications([.nova]))
+        try await publisher.publishAll(captures.map {
+            OutgoingMessage(exchange: $0.exchange, routingKey: $0.routingKey, body: $0.body, properties: MessageProperties(persistent: false))
+        })
+        await publisher.shutdown()
+        let instanceCaptures = captures.filter { $0.name.contains("-instance.") || $0.name.contains("compute.instance") }.count
+        for _ in 0..<100 {
+            let counts = worker.worker.intake.currentCounts
+            if counts.notificationsHandled + counts.notificationsIgnored + counts.rejected >= captures.count { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        await worker.stop()
+        let counts = worker.worker.intake.currentCounts
+        XCTAssertEqual(counts.rejected, 0, "every real notification is understood")
+        XCTAssertEqual(counts.notificationsHandled, instanceCaptures, "each instance notification reaches the handler")
+        XCTAssertEqual(counts.notificationsHandled + counts.notificationsIgnored, captures.count)
+        let left = try await BrokerChores.count(theirs)
+        XCTAssertEqual(Int(left), captures.filter { $0.routingKey == theirs }.count, "Nova's own queue is not consumed")
+        try await BrokerChores.delete([theirs])
+    }
+
     func testResultsAreRoutedByProjectInstanceAndJob() async throws {
         let worker = try RunningWorker()
         let watch = TestBroker.uniqueName("watch-project")

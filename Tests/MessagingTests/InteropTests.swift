@@ -50,4 +50,31 @@ final class InteropTests: XCTestCase {
         XCTAssertEqual(result.job?.instance, "985e08bd-379b-46fa-aa9f-efecd5cf6741")
         try await BrokerChores.delete([monitor])
     }
+
+    func testTheCommandLineSendsAndFollowsWithJSONOutput() async throws {
+        let worker = try RunningWorker()
+        let lifeboat = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("lifeboat").path
+        guard FileManager.default.isExecutableFile(atPath: lifeboat) else {
+            await worker.stop()
+            return XCTFail("the lifeboat command is not built at \(lifeboat)")
+        }
+        setenv("LIFEBOAT_AMQP_URL", try TestBroker.url, 1)
+        var output = Data()
+        let status = try await runProcess(lifeboat, [
+            "backup", "--project", "cli-project", "--instance", "cli-vm", "--mode", "full", "--request-id", "cli-job",
+            "--file", "vda=/var/lib/images/vm.img:qcow2", "--follow", "--until", "accepted", "--json", "--timeout", "30",
+        ], output: &output)
+        var invalid = Data()
+        let refused = try await runProcess(lifeboat, ["backup", "--project", "p", "--instance", "i", "--file", "vda=relative.img"],
+                                           output: &invalid)
+        await worker.stop()
+        XCTAssertEqual(status, 0)
+        let lines = String(decoding: output, as: UTF8.self).split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "one JSON line per result: \(lines)")
+        let result = try MessageCodec.decode(JobResult.self, from: Data((lines.first ?? "").utf8))
+        XCTAssertEqual(result.status, .accepted)
+        XCTAssertEqual(result.job?.jobId, "cli-job")
+        XCTAssertEqual(result.job?.instance, "cli-vm")
+        XCTAssertNotEqual(refused, 0, "an invalid request is refused before it is sent")
+    }
 }

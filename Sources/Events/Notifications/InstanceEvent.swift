@@ -34,11 +34,9 @@ public struct InstanceEvent: Sendable, Hashable {
             guard let object = notification.novaObject else {
                 throw .invalidValue(path: "payload", reason: "a versioned \(type) notification must carry a nova_object payload")
             }
+            // Any version is read: Nova bumps majors (InstanceUpdatePayload is 2.0 on Zed) while
+            // the fields Lifeboat needs stay; a payload without them fails below, by name.
             guard object.name.hasPrefix("Instance") else { return nil }
-            guard object.majorVersion == 1 else {
-                throw .invalidValue(path: "payload.nova_object.version",
-                                    reason: "\(object.name) \(object.version) is not supported (1.x is)")
-            }
             format = .versioned
             action = String(type.dropFirst("instance.".count))
             data = object.data
