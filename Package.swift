@@ -64,7 +64,9 @@ let package = Package(
 
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "BindingsTests", dependencies: ["SSH", "Ceph", "OpenStack", "Compression", "AMQP"]),
-        .testTarget(name: "MessagingTests", dependencies: ["AMQP", "Publisher", "Events", "Workers"]),
+        .testTarget(name: "MessagingTests", dependencies: [
+            "AMQP", "Publisher", "Events", "Workers", "Repository", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
     ],
     swiftLanguageModes: [.v6]

@@ -14,8 +14,9 @@ struct WorkerCommand: AsyncParsableCommand {
         let configuration = try WorkerConfiguration.fromEnvironment()
         let logger = Logger(label: "lifeboat.worker")
         logger.info("starting", metadata: ["broker": "\(configuration.amqp)", "prefetch": "\(configuration.prefetch)",
-                                           "notifications": "\(configuration.notificationSources.map(\.exchange))"])
-        let worker = Worker(configuration: configuration, logger: logger)
+                                           "notifications": "\(configuration.notificationSources.map(\.exchange))",
+                                           "repository": "\(configuration.repositoryPath ?? "none: requests are only accepted")"])
+        let worker = try Worker(configuration: configuration, logger: logger)
         // SIGTERM (a container stop) and SIGINT: stop taking deliveries, finish those in hand.
         let signals = [SIGTERM, SIGINT].map { number in
             signal(number, SIG_IGN)

@@ -10,9 +10,10 @@ final class RunningWorker: Sendable {
     let worker: Worker
     private let task: Task<Void, Never>
 
-    init(prefetch: UInt16 = 32) throws {
-        worker = Worker(configuration: WorkerConfiguration(amqp: try TestBroker.settings(name: "lifeboat-test-worker"),
-                                                           prefetch: prefetch, notificationSources: [.nova]))
+    init(prefetch: UInt16 = 32, repository: String? = nil, rangeBytes: UInt64 = 256 << 20, taskAttempts: Int = 5) throws {
+        worker = try Worker(configuration: WorkerConfiguration(amqp: try TestBroker.settings(name: "lifeboat-test-worker"),
+                                                               prefetch: prefetch, notificationSources: [.nova], repositoryPath: repository,
+                                                               rangeBytes: rangeBytes, taskAttempts: taskAttempts, taskConcurrency: 1))
         let worker = self.worker
         task = Task { await worker.run() }
     }

@@ -106,8 +106,6 @@ public struct NovaObject: Sendable, Hashable {
         self.data = data
     }
 
-    /// The major version: a change in it means the payload's fields changed incompatibly.
-    public var majorVersion: Int? { version.split(separator: ".").first.flatMap { Int($0) } }
 }
 
 extension Validate {

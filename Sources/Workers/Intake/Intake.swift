@@ -24,7 +24,7 @@ public final class Intake: Sendable {
     }
 
     private let consumer: AMQPConsumer
-    private let publisher: LifeboatPublisher
+    private let settler: DeliverySettler
     private let requests: any RequestHandler
     private let notifications: any NotificationHandler
     private let logger: Logger
@@ -35,7 +35,7 @@ public final class Intake: Sendable {
     public init(consumer: AMQPConsumer, publisher: LifeboatPublisher, requests: any RequestHandler,
                 notifications: any NotificationHandler, logger: Logger) {
         self.consumer = consumer
-        self.publisher = publisher
+        self.settler = DeliverySettler(publisher: publisher, logger: logger)
         self.requests = requests
         self.notifications = notifications
         self.logger = logger
@@ -110,27 +110,18 @@ public final class Intake: Sendable {
     }
 
     private func reject(_ delivery: InboundDelivery, reason: String, job: JobReference?) async {
-        let rejected = RejectedMessage(messageId: delivery.delivery.properties.messageId, exchange: delivery.delivery.exchange,
-                                       routingKey: delivery.delivery.routingKey, queue: delivery.queue,
-                                       deadLetterQueue: LifeboatTopology.Queue.deadLetters)
-        logger.notice("message rejected", metadata: ["queue": "\(delivery.queue)", "reason": "\(reason)",
-                                                     "message_id": "\(rejected.messageId ?? "-")"])
-        await settle(delivery, publishing: [
-            .deadLetter(of: delivery.delivery, queue: delivery.queue, reason: reason),
-            .result(JobResult(job: job, status: .rejected, reason: reason, rejected: rejected)),
-        ]) { $0.rejected += 1 }
+        if await settler.reject(delivery, reason: reason, job: job) {
+            counts.withLock { $0.rejected += 1 }
+        } else {
+            counts.withLock { $0.requeued += 1 }
+        }
     }
 
-    /// Publishes with confirms, then acknowledges; if the broker did not take everything, the
-    /// delivery goes back to its queue to be handled again (handlers are idempotent).
     private func settle(_ delivery: InboundDelivery, publishing messages: [OutgoingMessage], count: @Sendable (inout Counts) -> Void) async {
-        do {
-            try await publisher.publishAll(messages)
-            delivery.ack()
+        if await settler.settle(delivery, publishing: messages) {
             counts.withLock { count(&$0) }
-        } catch {
-            logger.warning("publishing failed, returning the delivery to its queue", metadata: ["error": "\(error)"])
-            requeue(delivery)
+        } else {
+            counts.withLock { $0.requeued += 1 }
         }
     }
 

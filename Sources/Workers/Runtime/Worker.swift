@@ -1,38 +1,61 @@
 import AMQP
 import Logging
 import Publisher
+import Repository
 
-/// One worker process: the intake on its consumer thread, a confirming publisher on its own,
-/// and the handlers between them.
+/// One worker process: the intake and, when it has a repository, the task runner, each on a
+/// consumer thread of its own, and a confirming publisher on its own thread.
 public final class Worker: Sendable {
     public let configuration: WorkerConfiguration
     public let intake: Intake
-    private let consumer: AMQPConsumer
+    /// Nil when the worker has no repository: it then accepts requests and runs no tasks.
+    public let taskRunner: TaskRunner?
+    private let consumers: [AMQPConsumer]
     private let publisher: LifeboatPublisher
 
-    public init(configuration: WorkerConfiguration, requests: any RequestHandler = AcceptOnlyRequestHandler(),
-                notifications: any NotificationHandler = IgnoringNotificationHandler(),
-                logger: Logger = Logger(label: "lifeboat.worker")) {
+    /// Opens the repository (if configured) first, so a wrong path or passphrase stops the
+    /// worker at start, not at its first task.
+    public init(configuration: WorkerConfiguration, notifications: any NotificationHandler = IgnoringNotificationHandler(),
+                logger: Logger = Logger(label: "lifeboat.worker")) throws {
         self.configuration = configuration
         let topology = LifeboatTopology.withNotifications(configuration.notificationSources)
+        let repository = try configuration.repositoryPath.map {
+            try Repository.open(path: $0, passphrase: configuration.repositoryPassphrase)
+        }
         publisher = LifeboatPublisher(settings: configuration.amqp, topology: topology, logger: logger)
-        consumer = AMQPConsumer(settings: configuration.amqp, topology: topology,
-                                queues: [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications],
-                                prefetch: configuration.prefetch, name: "lifeboat-intake", logger: logger)
-        intake = Intake(consumer: consumer, publisher: publisher, requests: requests, notifications: notifications, logger: logger)
+        let intakeConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology,
+                                          queues: [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications],
+                                          prefetch: configuration.prefetch, name: "lifeboat-intake", logger: logger)
+        let requests: any RequestHandler = repository.map {
+            JobPlanner(repository: $0, settings: .init(rangeBytes: configuration.rangeBytes))
+        } ?? AcceptOnlyRequestHandler()
+        intake = Intake(consumer: intakeConsumer, publisher: publisher, requests: requests, notifications: notifications, logger: logger)
+        if let repository {
+            let taskConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology, queues: [LifeboatTopology.Queue.tasks],
+                                            prefetch: configuration.taskConcurrency, name: "lifeboat-tasks", logger: logger)
+            taskRunner = TaskRunner(consumer: taskConsumer, publisher: publisher, repository: repository,
+                                    maxAttempts: configuration.taskAttempts, logger: logger)
+            consumers = [intakeConsumer, taskConsumer]
+        } else {
+            taskRunner = nil
+            consumers = [intakeConsumer]
+        }
     }
 
     /// Runs until `shutdown` is called.
     public func run() async {
-        await intake.run()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.intake.run() }
+            if let taskRunner { group.addTask { await taskRunner.run() } }
+        }
         await publisher.shutdown()
     }
 
     /// Stops taking deliveries; those in hand finish (or go back to their queue after `grace` seconds).
     public func shutdown(grace: Double = 30) async {
-        await consumer.shutdown(grace: grace)
+        for consumer in consumers { await consumer.shutdown(grace: grace) }
     }
 
     /// How many times the intake connected to the broker (reconnects show as more than one).
-    public var intakeConnections: Int { consumer.connections }
+    public var intakeConnections: Int { consumers[0].connections }
 }

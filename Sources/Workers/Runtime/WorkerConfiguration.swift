@@ -14,16 +14,33 @@ import Publisher
 /// | `LIFEBOAT_AMQP_VERIFY_HOSTNAME` | `false` skips the host-name check (never in production) | `true` |
 /// | `LIFEBOAT_AMQP_HEARTBEAT` | seconds | 30 |
 /// | `LIFEBOAT_PREFETCH` | deliveries in hand per worker | 32 |
+/// | `LIFEBOAT_REPOSITORY` | the backup repository's directory (`lifeboat repo init` made it); without it the worker only accepts requests | none |
+/// | `LIFEBOAT_PASSPHRASE_FILE` | passphrase of an encrypted repository | none |
+/// | `LIFEBOAT_RANGE_MIB` | MiB per transfer task | 256 |
+/// | `LIFEBOAT_TASK_ATTEMPTS` | tries of a task before its job fails | 5 |
+/// | `LIFEBOAT_TASK_CONCURRENCY` | tasks running at once per worker | 2 |
 /// | `LIFEBOAT_NOTIFICATIONS` | `exchange=key,key;exchange=key`; empty to bind none | `nova=versioned_notifications.info,notifications.info` |
 public struct WorkerConfiguration: Sendable {
     public var amqp: AMQPSettings
     public var prefetch: UInt16
     public var notificationSources: [LifeboatTopology.NotificationSource]
+    public var repositoryPath: String?
+    public var repositoryPassphrase: String?
+    public var rangeBytes: UInt64
+    public var taskAttempts: Int
+    public var taskConcurrency: UInt16
 
-    public init(amqp: AMQPSettings, prefetch: UInt16 = 32, notificationSources: [LifeboatTopology.NotificationSource] = [.nova]) {
+    public init(amqp: AMQPSettings, prefetch: UInt16 = 32, notificationSources: [LifeboatTopology.NotificationSource] = [.nova],
+                repositoryPath: String? = nil, repositoryPassphrase: String? = nil, rangeBytes: UInt64 = 256 << 20,
+                taskAttempts: Int = 5, taskConcurrency: UInt16 = 2) {
         self.amqp = amqp
         self.prefetch = prefetch
         self.notificationSources = notificationSources
+        self.repositoryPath = repositoryPath
+        self.repositoryPassphrase = repositoryPassphrase
+        self.rangeBytes = rangeBytes
+        self.taskAttempts = taskAttempts
+        self.taskConcurrency = taskConcurrency
     }
 
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> WorkerConfiguration {
@@ -36,7 +53,23 @@ public struct WorkerConfiguration: Sendable {
             prefetch = value
         }
         let sources = try environment["LIFEBOAT_NOTIFICATIONS"].map(parseNotificationSources) ?? [.nova]
-        return WorkerConfiguration(amqp: amqp, prefetch: prefetch, notificationSources: sources)
+        let passphrase = try environment["LIFEBOAT_PASSPHRASE_FILE"].map { path in
+            do { return try Secret.fromFile(path).value } catch {
+                throw AMQPError.invalidSettings("cannot read LIFEBOAT_PASSPHRASE_FILE \(path): \(error.localizedDescription)")
+            }
+        }
+        func number(_ name: String, _ fallback: Int, _ range: ClosedRange<Int>) throws -> Int {
+            guard let text = environment[name] else { return fallback }
+            guard let value = Int(text), range.contains(value) else {
+                throw AMQPError.invalidSettings("\(name) must be a number from \(range.lowerBound) to \(range.upperBound), not \"\(text)\"")
+            }
+            return value
+        }
+        return WorkerConfiguration(
+            amqp: amqp, prefetch: prefetch, notificationSources: sources, repositoryPath: environment["LIFEBOAT_REPOSITORY"],
+            repositoryPassphrase: passphrase, rangeBytes: UInt64(try number("LIFEBOAT_RANGE_MIB", 256, 1...65_536)) << 20,
+            taskAttempts: try number("LIFEBOAT_TASK_ATTEMPTS", 5, 1...100),
+            taskConcurrency: UInt16(try number("LIFEBOAT_TASK_CONCURRENCY", 2, 1...256)))
     }
 
     /// The broker settings alone: what the CLI's send and watch commands need.

@@ -1,0 +1,123 @@
+import AMQP
+import Events
+import Foundation
+import Logging
+import Publisher
+import Repository
+
+/// Turns a request into its job's tasks: the `RequestHandler` a worker with a repository uses.
+///
+/// A backup becomes one `transfer` task per bounded range of each disk (so no delivery is held
+/// near RabbitMQ's 30-minute consumer timeout, and several workers share one big disk); the
+/// transfer that completes the last range publishes `finalize`, which commits. A restore becomes
+/// one `restore` task per disk. Every id is derived from the request id, so a replayed request
+/// plans the same job again, harmlessly.
+///
+/// Sources today: raw image files on the worker's host. Other strategies are refused by name.
+public struct JobPlanner: RequestHandler {
+    public struct Settings: Sendable {
+        /// Bytes per transfer task (rounded to whole chunks).
+        public var rangeBytes: UInt64
+        public init(rangeBytes: UInt64 = 256 << 20) { self.rangeBytes = rangeBytes }
+    }
+
+    let repository: Repository
+    let settings: Settings
+
+    public init(repository: Repository, settings: Settings = Settings()) {
+        self.repository = repository
+        self.settings = settings
+    }
+
+    public func plan(_ request: InboundRequest) async throws -> [OutgoingMessage] {
+        switch request {
+        case .backup(let backup): try await planBackup(backup, job: request.job)
+        case .restore(let restore): try await planRestore(restore, job: request.job)
+        case .cancel: throw RequestRefused("cancelling a job is not implemented yet")
+        }
+    }
+
+    private func planBackup(_ request: BackupRequest, job: JobReference) async throws -> [OutgoingMessage] {
+        guard case .files(let disks)? = request.source else {
+            let kind = request.source.map { "the \($0.kind.rawValue) strategy" } ?? "resolving the instance through OpenStack"
+            throw RequestRefused("\(kind) is not available yet: this worker backs up image files on its host (source kind \"files\")")
+        }
+        if let qcow2 = disks.first(where: { $0.format != .raw }) {
+            throw RequestRefused("disk \(qcow2.name): \(qcow2.format.rawValue) image files are not supported yet, only raw")
+        }
+        let backupId = job.jobId
+        let repository = self.repository
+        if try await runBlocking({ try repository.isCommitted(backupId) }) {
+            // A replayed request whose backup is already complete.
+            return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
+                    .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
+        }
+        let sized = try disks.map { disk in
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: disk.path),
+                  let size = (attributes[.size] as? NSNumber)?.uint64Value else {
+                throw RequestRefused("disk \(disk.name): cannot read \(disk.path)")
+            }
+            return BackupPlan.Disk(name: disk.name, path: disk.path, size: size)
+        }
+        var details: [String: String] = [:]
+        var parent: String?
+        if request.mode == .incremental {
+            parent = try await runBlocking { try latestBackup(of: request.instance, in: repository) }
+            if parent == nil { details["fallback"] = "full: no earlier backup of this instance" }
+        }
+        try await runBlocking { [parent] in try repository.beginBackup(backupId, parent: parent) }
+
+        let step = max(UInt64(repository.chunkSize), settings.rangeBytes / UInt64(repository.chunkSize) * UInt64(repository.chunkSize))
+        var ranges: [(disk: BackupPlan.Disk, range: ByteRange)] = []
+        for disk in sized {
+            var offset: UInt64 = 0
+            while offset < disk.size {
+                ranges.append((disk, ByteRange(offset: offset, length: min(step, disk.size - offset))))
+                offset += step
+            }
+        }
+        let plan = BackupPlan(backupId: backupId, parent: parent, disks: sized, rangeCount: ranges.count,
+                              totalBytes: sized.reduce(0) { $0 + $1.size }, plannedAt: Date().timeIntervalSince1970)
+        let parameters = TaskEvent.parameters(plan)
+        var messages: [OutgoingMessage] = [.result(JobResult(job: job, status: .accepted, backupId: backupId,
+                                                             details: details.merging(["parent": parent ?? "none"]) { a, _ in a }))]
+        if ranges.isEmpty {
+            messages.append(.task(TaskEvent(taskId: "\(job.jobId).finalize", job: job, kind: .finalize, parameters: parameters)))
+        }
+        for (disk, range) in ranges {
+            messages.append(.task(TaskEvent(taskId: "\(job.jobId).transfer.\(disk.name).\(range.offset)", job: job, kind: .transfer,
+                                            disk: disk.name, range: range, parameters: parameters)))
+        }
+        return messages
+    }
+
+    private func planRestore(_ request: RestoreRequest, job: JobReference) async throws -> [OutgoingMessage] {
+        guard case .files(let directory, let format) = request.target else {
+            throw RequestRefused("restoring to \(request.target.kind.rawValue) is not available yet: this worker restores to files")
+        }
+        guard format == .raw else { throw RequestRefused("restoring as \(format.rawValue) is not supported yet, only raw") }
+        let repository = self.repository
+        let manifest: BackupManifest
+        do {
+            manifest = try await runBlocking { try repository.manifest(request.backupId) }
+        } catch {
+            throw RequestRefused("backup \(request.backupId) does not exist in this repository")
+        }
+        let names = manifest.disks.map(\.name)
+        let disks = request.disks ?? names
+        if let unknown = disks.first(where: { !names.contains($0) }) {
+            throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
+        }
+        let parameters = TaskEvent.parameters(RestorePlan(backupId: request.backupId, directory: directory, disks: disks))
+        return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + disks.map { disk in
+            .task(TaskEvent(taskId: "\(job.jobId).restore.\(disk)", job: job, kind: .restore, disk: disk, parameters: parameters))
+        }
+    }
+}
+
+/// The newest committed backup of `instance`, the parent of its next incremental.
+func latestBackup(of instance: String, in repository: Repository) throws -> String? {
+    try repository.listBackups()
+        .filter { (try? JSONDecoder().decode(BackupMetadata.self, from: $0.metadata))?.instance == instance }
+        .max { $0.createdAt < $1.createdAt }?.id
+}

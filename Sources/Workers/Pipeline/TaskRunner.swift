@@ -1,0 +1,158 @@
+import AMQP
+import Events
+import Foundation
+import Logging
+import Publisher
+import Repository
+import Synchronization
+
+/// Runs task events from `lifeboat.tasks`: copies ranges into the repository, commits, restores.
+///
+/// Each task is idempotent (range records are named by range, a commit of a committed backup is
+/// a no-op), so a redelivery after a crash repeats nothing harmful. A failing task is retried
+/// through the delay queues with growing backoff; after `maxAttempts` its job fails with the
+/// reason, and the backup's staging is removed (its chunks wait for GC, or for the rerun).
+public final class TaskRunner: Sendable {
+    public struct Counts: Sendable, Equatable {
+        public var completed = 0
+        public var retried = 0
+        public var failed = 0
+    }
+
+    private let consumer: AMQPConsumer
+    private let settler: DeliverySettler
+    private let repository: Repository
+    private let maxAttempts: Int
+    private let logger: Logger
+    private let counts = Mutex(Counts())
+
+    public var currentCounts: Counts { counts.withLock { $0 } }
+
+    public init(consumer: AMQPConsumer, publisher: LifeboatPublisher, repository: Repository, maxAttempts: Int, logger: Logger) {
+        self.consumer = consumer
+        self.settler = DeliverySettler(publisher: publisher, logger: logger)
+        self.repository = repository
+        self.maxAttempts = max(1, maxAttempts)
+        self.logger = logger
+    }
+
+    /// Runs tasks until the consumer stops; its prefetch bounds how many run at once.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            for await delivery in consumer.deliveries {
+                group.addTask { await self.handle(delivery) }
+            }
+        }
+    }
+
+    private func handle(_ delivery: InboundDelivery) async {
+        let task: TaskEvent
+        do {
+            task = try MessageCodec.decode(TaskEvent.self, from: delivery.body)
+        } catch {
+            await settler.reject(delivery, reason: error.description, job: nil)
+            return
+        }
+        let attempt = Int(delivery.delivery.properties.headers[LifeboatTopology.Header.attempt]?.intValue ?? 1)
+        do {
+            let messages = try await execute(task)
+            if await settler.settle(delivery, publishing: messages) { counts.withLock { $0.completed += 1 } }
+        } catch {
+            await failed(task, attempt: attempt, error: error, delivery: delivery)
+        }
+    }
+
+    private func execute(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        switch task.kind {
+        case .transfer: try await transfer(task)
+        case .finalize: try await finalize(task)
+        case .restore: try await restore(task)
+        default: throw TaskFailure("\(task.kind.rawValue) tasks are not implemented yet")
+        }
+    }
+
+    /// Copies one range of one disk, reports the job's progress, and (for the range that
+    /// completes the backup) starts the commit.
+    private func transfer(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        let plan = try task.parameters(as: BackupPlan.self)
+        guard let diskName = task.disk, let range = task.range, let disk = plan.disks.first(where: { $0.name == diskName }) else {
+            throw TaskFailure("transfer task \(task.taskId) names no disk or range")
+        }
+        let repository = self.repository
+        let staged = try await runBlocking { () -> [StagedRange] in
+            do {
+                try repository.backupRange(of: disk.path, backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
+            } catch {
+                throw TaskFailure("disk \(disk.name) [\(range.offset), \(range.offset + range.length)) from \(disk.path): \(error)")
+            }
+            return try repository.stagedRanges(backup: plan.backupId)
+        }
+        let done = staged.reduce(0) { $0 + $1.length }
+        let elapsed = max(0.001, Date().timeIntervalSince1970 - plan.plannedAt)
+        let rate = Double(done) / elapsed
+        var messages: [OutgoingMessage] = [.result(JobResult(
+            job: task.job, status: .progress, task: TaskSummary(taskId: task.taskId, kind: .transfer, disk: disk.name),
+            progress: Progress(bytesDone: min(done, plan.totalBytes), bytesTotal: plan.totalBytes, bytesPerSecond: rate,
+                               etaSeconds: rate > 0 ? Double(plan.totalBytes - min(done, plan.totalBytes)) / rate : nil),
+            backupId: plan.backupId))]
+        if staged.count >= plan.rangeCount {
+            messages.append(.task(TaskEvent(taskId: "\(task.job.jobId).finalize", job: task.job, kind: .finalize, parameters: task.parameters)))
+        }
+        return messages
+    }
+
+    /// Commits the backup: from now on it is listed and restorable.
+    private func finalize(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        let plan = try task.parameters(as: BackupPlan.self)
+        let metadata = try JSONEncoder().encode(BackupMetadata(project: task.job.project, instance: task.job.instance ?? "_",
+                                                               jobId: task.job.jobId, disks: plan.disks.map(\.name)))
+        let repository = self.repository
+        let manifest = try await runBlocking { () -> BackupManifest in
+            if try repository.isCommitted(plan.backupId) { return try repository.manifest(plan.backupId) }  // a redelivered finalize
+            return try repository.commitBackup(plan.backupId, disks: plan.disks.map { DiskLayout(name: $0.name, size: $0.size) },
+                                               metadata: metadata)
+        }
+        let stored = manifest.disks.reduce(UInt64(0)) { $0 + $1.newStoredBytes }
+        return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId,
+                                  details: ["parent": plan.parent ?? "none", "bytes": "\(plan.totalBytes)", "newStoredBytes": "\(stored)"]))]
+    }
+
+    /// Writes one disk of a backup to `<directory>/<disk>.img` (sparse), and reports the job
+    /// done when every disk's file is there.
+    private func restore(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        let plan = try task.parameters(as: RestorePlan.self)
+        guard let disk = task.disk else { throw TaskFailure("restore task \(task.taskId) names no disk") }
+        let repository = self.repository
+        let complete = try await runBlocking { () -> Bool in
+            try FileManager.default.createDirectory(atPath: plan.directory, withIntermediateDirectories: true)
+            let final = "\(plan.directory)/\(disk).img"
+            let partial = final + ".partial"
+            try repository.restore(backup: plan.backupId, disk: disk, to: partial)
+            // The file appears under its name only when whole.
+            guard rename(partial, final) == 0 else { throw TaskFailure("cannot rename \(partial): \(String(cString: strerror(errno)))") }
+            return plan.disks.allSatisfy { FileManager.default.fileExists(atPath: "\(plan.directory)/\($0).img") }
+        }
+        let summary = TaskSummary(taskId: task.taskId, kind: .restore, disk: disk)
+        return [.result(JobResult(job: task.job, status: complete ? .succeeded : .progress, task: summary, backupId: plan.backupId,
+                                  details: ["file": "\(plan.directory)/\(disk).img"]))]
+    }
+
+    /// Retry later through the delay queue, or, out of attempts, fail the job and clean up.
+    private func failed(_ task: TaskEvent, attempt: Int, error: any Error, delivery: InboundDelivery) async {
+        let reason = "\(error)"
+        let summary = TaskSummary(taskId: task.taskId, kind: task.kind, disk: task.disk, attempt: attempt)
+        if attempt < maxAttempts {
+            logger.warning("task failed, will retry", metadata: ["task": "\(task.taskId)", "attempt": "\(attempt)", "error": "\(reason)"])
+            if await settler.settle(delivery, publishing: [.retry(task, attempt: attempt + 1)]) { counts.withLock { $0.retried += 1 } }
+            return
+        }
+        logger.error("task failed for good", metadata: ["task": "\(task.taskId)", "attempts": "\(attempt)", "error": "\(reason)"])
+        if task.kind == .transfer || task.kind == .finalize, let plan = try? task.parameters(as: BackupPlan.self) {
+            let repository = self.repository
+            _ = try? await runBlocking { try repository.abandonBackup(plan.backupId) }
+        }
+        let result = JobResult(job: task.job, status: .failed, reason: "\(task.kind.rawValue) failed after \(attempt) attempts: \(reason)",
+                               task: summary)
+        if await settler.settle(delivery, publishing: [.result(result)]) { counts.withLock { $0.failed += 1 } }
+    }
+}

@@ -1,0 +1,133 @@
+import AMQP
+import Crypto
+import Events
+import Foundation
+import Publisher
+import Repository
+@testable import Workers
+import XCTest
+
+/// Jobs end to end through the real broker: planner, transfer ranges shared by two worker
+/// processes' worth of consumers, commit, restore.
+final class PipelineTests: XCTestCase {
+    var directory: URL!
+
+    override func setUp() async throws {
+        try await LifeboatQueues.reset()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-pipeline-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() async throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// A sparse raw image: holes, random data, text.
+    private func makeImage(size: UInt64) throws -> String {
+        let path = directory.appendingPathComponent("disk.img").path
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.truncate(atOffset: size)
+        var rng = SeededGenerator(seed: 7)
+        for (offset, length) in [(UInt64(3) << 20, 5 << 20), (UInt64(300) << 20, 24 << 20), (size - (1 << 20), 1 << 20)] {
+            try handle.seek(toOffset: offset)
+            handle.write(Data((0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }))
+        }
+        try handle.seek(toOffset: 700 << 20)
+        handle.write(Data(String(repeating: "guest filesystem text ", count: 200_000).utf8))
+        return path
+    }
+
+    private func sha256(_ path: String) throws -> String {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let data = try handle.read(upToCount: 8 << 20), !data.isEmpty { hasher.update(data: data) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Results of `job` until one has `status` (bounded).
+    private func results(of job: String, until status: ResultStatus, seconds: Double = 120) async throws -> [JobResult] {
+        try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: seconds) { deliveries in
+            deliveries.contains {
+                guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body) else { return false }
+                return result.job?.jobId == job && (result.status == status || result.status == .failed || result.status == .rejected)
+            }
+        }).filter { $0.job?.jobId == job }
+    }
+
+    func testTwoWorkersShareTheRangesAndEveryRestorePointIsBitIdentical() async throws {
+        let image = try makeImage(size: 1 << 30)
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let workers = try [RunningWorker(repository: repositoryPath, rangeBytes: 64 << 20),
+                           RunningWorker(repository: repositoryPath, rangeBytes: 64 << 20)]
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+
+        try await publisher.send(BackupRequest(requestId: "pipe-full", project: "p1", instance: "vm-pipe", mode: .incremental,
+                                               source: .files(disks: [LocalDisk(name: "vda", path: image, format: .raw)])))
+        let full = try await results(of: "pipe-full", until: .succeeded)
+        XCTAssertEqual(full.last?.status, .succeeded, "\(full.map { "\($0.status) \($0.reason ?? "")" })")
+        XCTAssertEqual(full.first?.details?["fallback"], "full: no earlier backup of this instance")
+        let progress = full.compactMap(\.progress)
+        XCTAssertEqual(progress.count, 16, "one progress report per 64 MiB range")
+        XCTAssertEqual(progress.map(\.bytesDone).max(), 1 << 30)
+        XCTAssertTrue(progress.allSatisfy { $0.bytesTotal == 1 << 30 })
+        let original = try sha256(image)
+
+        // The guest writes; an incremental stores only what changed.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: image))
+        try handle.seek(toOffset: 500 << 20)
+        handle.write(Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) }))
+        try handle.close()
+        let modified = try sha256(image)
+        try await publisher.send(BackupRequest(requestId: "pipe-incr", project: "p1", instance: "vm-pipe", mode: .incremental,
+                                               source: .files(disks: [LocalDisk(name: "vda", path: image, format: .raw)])))
+        let incremental = try await results(of: "pipe-incr", until: .succeeded)
+        XCTAssertEqual(incremental.last?.status, .succeeded)
+        XCTAssertEqual(incremental.last?.details?["parent"], "pipe-full")
+        let newStored = UInt64(incremental.last?.details?["newStoredBytes"] ?? "") ?? .max
+        XCTAssertLessThan(newStored, 8 << 20, "the incremental stored only the changed chunks")
+
+        for (job, backup, want) in [("restore-full", "pipe-full", original), ("restore-incr", "pipe-incr", modified)] {
+            let target = directory.appendingPathComponent(job).path
+            try await publisher.send(RestoreRequest(requestId: job, project: "p1", backupId: backup,
+                                                    target: .files(directory: target, format: .raw), requestedBy: Principal(userId: "u1")))
+            let restored = try await results(of: job, until: .succeeded)
+            XCTAssertEqual(restored.last?.status, .succeeded, "\(restored.map { "\($0.status) \($0.reason ?? "")" })")
+            XCTAssertEqual(try sha256("\(target)/vda.img"), want, "\(backup) restores bit-identically")
+        }
+        await publisher.shutdown()
+        for worker in workers { await worker.stop() }
+        let shares = workers.map { $0.worker.taskRunner?.currentCounts.completed ?? 0 }
+        XCTAssertTrue(shares.allSatisfy { $0 > 0 }, "both workers ran tasks: \(shares)")
+        XCTAssertEqual(try Repository.open(path: repositoryPath).listBackups().map(\.id).sorted(), ["pipe-full", "pipe-incr"])
+    }
+
+    func testAVanishedSourceFailsAfterBoundedRetriesWithTheReasonAndCleansUp() async throws {
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        let repository = try Repository.create(path: repositoryPath)
+        try repository.beginBackup("poison")
+        let gone = directory.appendingPathComponent("vanished.img").path
+        let job = JobReference(jobId: "poison", requestId: "poison", operation: .backup, project: "p1", instance: "vm-gone")
+        let plan = BackupPlan(backupId: "poison", parent: nil, disks: [.init(name: "vda", path: gone, size: 1 << 20)], rangeCount: 1,
+                              totalBytes: 1 << 20, plannedAt: Date().timeIntervalSince1970)
+        let worker = try RunningWorker(repository: repositoryPath, taskAttempts: 3)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        try await publisher.publish(TaskEvent(taskId: "poison.transfer.vda.0", job: job, kind: .transfer, disk: "vda",
+                                              range: ByteRange(offset: 0, length: 1 << 20), parameters: TaskEvent.parameters(plan)))
+        let outcome = try await results(of: "poison", until: .failed)
+        await publisher.shutdown()
+        await worker.stop()
+        let failure = try XCTUnwrap(outcome.last)
+        XCTAssertEqual(failure.status, .failed)
+        XCTAssertTrue(failure.reason?.contains("after 3 attempts") == true, failure.reason ?? "")
+        XCTAssertTrue(failure.reason?.contains(gone) == true, "the reason names the missing source: \(failure.reason ?? "")")
+        XCTAssertEqual(worker.worker.taskRunner?.currentCounts.retried, 2)
+        XCTAssertEqual(try repository.stagedRanges(backup: "poison"), [], "the failed backup's staging is gone")
+        XCTAssertThrowsError(try repository.rangeWriter(backup: "poison", disk: "vda", offset: 0, length: 1 << 20),
+                             "the backup is no longer begun")
+        XCTAssertEqual(try repository.listBackups(), [], "nothing became visible")
+    }
+}
