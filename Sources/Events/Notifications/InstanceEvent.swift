@@ -35,9 +35,11 @@ public struct InstanceEvent: Sendable, Hashable {
                 throw .invalidValue(path: "payload", reason: "a versioned \(type) notification must carry a nova_object payload")
             }
             guard object.name.hasPrefix("Instance") else { return nil }
-            guard object.majorVersion == 1 else {
+            let supported = Self.supportedMajorVersions[object.name] ?? 1...1
+            guard let major = object.majorVersion, supported.contains(major) else {
+                let versions = supported.map { "\($0).x" }.joined(separator: " or ")
                 throw .invalidValue(path: "payload.nova_object.version",
-                                    reason: "\(object.name) \(object.version) is not supported (1.x is)")
+                                    reason: "\(object.name) \(object.version) is not supported (\(versions) is)")
             }
             format = .versioned
             action = String(type.dropFirst("instance.".count))
@@ -78,6 +80,10 @@ public struct InstanceEvent: Sendable, Hashable {
         metadata = try Self.metadata(data["metadata"], at: base + "metadata")
         tags = try Self.tags(data["tags"], at: base + "tags")
     }
+
+    /// Payload major versions known to carry the fields read here. Nova (Zed) sends
+    /// `InstanceUpdatePayload 2.0`, whose uuid, tenant, host, metadata and tags are as in 1.x.
+    static let supportedMajorVersions: [String: ClosedRange<Int>] = ["InstanceUpdatePayload": 1...2]
 
     /// Metadata is an object of strings in both forms today; very old legacy payloads sent a list
     /// of `{"key", "value"}` pairs, which is read too.
