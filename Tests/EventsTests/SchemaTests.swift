@@ -23,6 +23,8 @@ final class SchemaTests: XCTestCase {
         repositoryRoot.appendingPathComponent("schemas").appendingPathComponent(kind.schemaFile)
     }
 
+    private struct Missing: Error, CustomStringConvertible { var description: String }
+
     private struct Run {
         var status: Int32
         var stdout: Data
@@ -59,10 +61,7 @@ final class SchemaTests: XCTestCase {
         guard let available, available.status == 0 else {
             let message = "\(Self.python) with jsonschema >= 4 (Debian: apt install python3-jsonschema) is needed to check the schemas"
                 + (available.map { ": \($0.stderr)" } ?? "")
-            if ProcessInfo.processInfo.environment["LIFEBOAT_REQUIRE_BROKER"] != nil {
-                XCTFail(message)
-                throw XCTSkip("failed: " + message)
-            }
+            if ProcessInfo.processInfo.environment["LIFEBOAT_REQUIRE_BROKER"] != nil { throw Missing(description: message) }
             throw XCTSkip(message)
         }
     }
