@@ -64,9 +64,17 @@ public enum MessageCodec {
         do {
             return try makeDecoder().decode(M.self, from: body)
         } catch {
-            throw EventDecodingError.from(error)
+            let decodingError = EventDecodingError.from(error)
+            if case .notJSON = decodingError {
+                // `header(of:)` parsed the body, so it is JSON: Foundation reports a number that
+                // does not fit its field this way ("not valid JSON", with no path).
+                throw .invalidValue(path: EventDecodingError.jsonPath([]), reason: MessageCodec.numberOutOfRange)
+            }
+            throw decodingError
         }
     }
+
+    static let numberOutOfRange = "a number does not fit its field (negative, fractional or too large where a whole number is expected)"
 
     static func makeEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
@@ -108,7 +116,29 @@ public enum Timestamp {
     }
 
     public static func parse(_ text: String) -> Date? {
+        // Foundation's parser alone also takes "…Z junk", "2025-1-2T3:4:5Z" and "…GMT".
+        guard hasRFC3339Shape(text) else { return nil }
         if let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text) { return date }
         return try? Date.ISO8601FormatStyle().parse(text)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, nothing before or after; the ranges of the
+    /// fields are left to the parser.
+    static func hasRFC3339Shape(_ text: String) -> Bool {
+        let b = Array(text.utf8)
+        func digits(_ range: Range<Int>) -> Bool { range.allSatisfy { $0 < b.count && b[$0] >= 0x30 && b[$0] <= 0x39 } }
+        func byte(_ i: Int, _ c: Character) -> Bool { i < b.count && b[i] == c.asciiValue! }
+        guard digits(0..<4), byte(4, "-"), digits(5..<7), byte(7, "-"), digits(8..<10), byte(10, "T"),
+              digits(11..<13), byte(13, ":"), digits(14..<16), byte(16, ":"), digits(17..<19) else { return false }
+        var i = 19
+        if byte(i, ".") {
+            i += 1
+            let start = i
+            while digits(i..<(i + 1)) { i += 1 }
+            guard i > start else { return false }
+        }
+        if byte(i, "Z") { return i + 1 == b.count }
+        guard byte(i, "+") || byte(i, "-") else { return false }
+        return digits((i + 1)..<(i + 3)) && byte(i + 3, ":") && digits((i + 4)..<(i + 6)) && i + 6 == b.count
     }
 }

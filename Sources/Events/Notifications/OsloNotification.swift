@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Two wire forms exist: the v2 envelope `{"oslo.version": "2.0", "oslo.message": "<JSON text>"}`
 /// that every current service sends, and the bare v1 form (the message object itself). The
-/// request context fields (`_context_*`) are dropped on purpose: Nova's legacy payloads carry the
+/// request context fields (`_context_*`, and request contexts serialised inside the payload) are dropped on purpose: Nova's legacy payloads carry the
 /// user's live Keystone token in them, and nothing Lifeboat keeps or logs may hold it.
 public struct OsloNotification: Sendable, Hashable {
     public enum EnvelopeFormat: String, Sendable { case v1, v2 }
@@ -81,7 +81,7 @@ public struct OsloNotification: Sendable, Hashable {
         return OsloNotification(
             format: format, messageId: try optionalString("message_id"), publisherId: try optionalString("publisher_id"),
             eventType: eventType, priority: try optionalString("priority"), timestamp: try optionalString("timestamp"),
-            payload: payload)
+            payload: payload.withoutRequestContexts())
     }
 
     /// Nova's versioned payloads are `nova_object`s; the legacy ones are plain objects.
@@ -106,6 +106,26 @@ public struct NovaObject: Sendable, Hashable {
         self.data = data
     }
 
+}
+
+extension JSONValue {
+    /// Nova's legacy payloads can embed a serialised request context (e.g. `request_spec.
+    /// instance_properties.pci_requests._context`) holding the user's Keystone token; such
+    /// objects and token fields are dropped at any depth, so no notification Lifeboat keeps holds one.
+    func withoutRequestContexts() -> JSONValue {
+        switch self {
+        case .object(let fields):
+            var kept: [String: JSONValue] = [:]
+            for (key, value) in fields where !key.hasPrefix("_context") && key != "auth_token" && key != "service_token" {
+                kept[key] = value.withoutRequestContexts()
+            }
+            return .object(kept)
+        case .array(let items):
+            return .array(items.map { $0.withoutRequestContexts() })
+        default:
+            return self
+        }
+    }
 }
 
 extension Validate {

@@ -1,2 +1,0 @@
-import XCTest
-final class EventsTestsPlaceholder: XCTestCase { func testNothingYet() { XCTAssertTrue(true) } }
