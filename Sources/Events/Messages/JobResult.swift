@@ -32,6 +32,16 @@ public struct Progress: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey, CaseIterable { case bytesDone, bytesTotal, bytesPerSecond, etaSeconds }
 
+    /// A rate or ETA that is not a finite number (nothing moved yet) is left out, not written
+    /// as something JSON cannot hold.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(bytesDone, forKey: .bytesDone)
+        try c.encode(bytesTotal, forKey: .bytesTotal)
+        try c.encodeIfPresent(bytesPerSecond.flatMap { $0.isFinite ? $0 : nil }, forKey: .bytesPerSecond)
+        try c.encodeIfPresent(etaSeconds.flatMap { $0.isFinite ? $0 : nil }, forKey: .etaSeconds)
+    }
+
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownFields(CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
