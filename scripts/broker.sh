@@ -12,7 +12,7 @@ source "$(dirname "$0")/lib/common.sh"
 
 PORT="${LIFEBOAT_BROKER_PORT:-5699}"
 TLS_PORT="${LIFEBOAT_BROKER_TLS_PORT:-5698}"
-DIR="$LIFEBOAT_RUN_DIR/broker"
+DIR="$LIFEBOAT_RUN_DIR/broker-$PORT"
 NODE="lifeboat-$PORT@localhost"
 export RABBITMQ_NODENAME="$NODE"
 export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
@@ -27,6 +27,8 @@ export RABBITMQ_ADVANCED_CONFIG_FILE="$DIR/advanced.config"
 # Debian's wrappers in /usr/sbin switch to the rabbitmq user and its home; the real scripts
 # run as whoever calls them, with the Erlang cookie of this $HOME, all inside $DIR.
 export HOME="$DIR/home"
+# Erlang writes its crash dump into the working directory unless told otherwise.
+export ERL_CRASH_DUMP="$DIR/log/erl_crash.dump"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
 make_tls() {

@@ -8,9 +8,9 @@
 # Today's source is a raw image file on the workers' host; the libvirt, Ceph and
 # disk-attachment strategies plug into the same pipeline (see the README's status).
 set -euo pipefail
+export LIFEBOAT_RUN_DIR="${LIFEBOAT_RUN_DIR:-/tmp/lifeboat-demo}"
 source "$(dirname "$0")/lib/common.sh"
 cd "$LIFEBOAT_ROOT"
-export LIFEBOAT_RUN_DIR="${LIFEBOAT_RUN_DIR:-/tmp/lifeboat-demo}"
 export LIFEBOAT_BROKER_PORT="${LIFEBOAT_BROKER_PORT:-5697}" LIFEBOAT_BROKER_TLS_PORT="${LIFEBOAT_BROKER_TLS_PORT:-5696}"
 mkdir -p "$LIFEBOAT_RUN_DIR"
 
@@ -37,7 +37,8 @@ log "a 1 GiB sparse disk image to protect: $IMG"
 rm -rf "$LIFEBOAT_REPOSITORY" "$IMG" "$LIFEBOAT_RUN_DIR"/restore-*
 truncate -s 1G "$IMG"
 head -c 96M /dev/urandom | dd of="$IMG" bs=1M seek=100 conv=notrunc status=none
-yes "Lifeboat demo: compressible guest data" | head -c 64M | dd of="$IMG" bs=1M seek=600 conv=notrunc status=none
+# (yes stops with SIGPIPE when head has enough: expected, so not an error of the pipeline)
+{ yes "Lifeboat demo: compressible guest data" || true; } | head -c 64M | dd of="$IMG" bs=1M seek=600 conv=notrunc status=none
 sha_full=$(sha256sum < "$IMG" | cut -d' ' -f1)
 
 "$LIFEBOAT" repo init --repo "$LIFEBOAT_REPOSITORY"

@@ -1,0 +1,146 @@
+import Foundation
+
+/// Where a restore writes.
+public enum RestoreTarget: Codable, Sendable, Hashable {
+    /// Disk images in a directory on the worker's host.
+    case files(directory: String, format: DiskFormat)
+    /// Disk files recreated on a hypervisor over SSH and the domain defined there.
+    case libvirt(host: String, name: String?, storageDirectory: String?, start: Bool)
+    /// New RBD images (an existing image is only overwritten when `overwrite` is true).
+    case rbd(cluster: String, pool: String, imagePrefix: String?, overwrite: Bool)
+    /// A new OpenStack server in `project`.
+    case instance(project: String, name: String?, flavor: String?, networks: [String]?, keypair: String?)
+
+    public enum Kind: String, CaseIterable, Sendable { case files, libvirt, rbd, instance }
+
+    public var kind: Kind {
+        switch self {
+        case .files: .files
+        case .libvirt: .libvirt
+        case .rbd: .rbd
+        case .instance: .instance
+        }
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case kind, directory, format, host, name, storageDirectory, start, cluster, pool, imagePrefix, overwrite
+        case project, flavor, networks, keypair
+    }
+
+    private enum FilesKeys: String, CodingKey, CaseIterable { case kind, directory, format }
+    private enum LibvirtKeys: String, CodingKey, CaseIterable { case kind, host, name, storageDirectory, start }
+    private enum RBDKeys: String, CodingKey, CaseIterable { case kind, cluster, pool, imagePrefix, overwrite }
+    private enum InstanceKeys: String, CodingKey, CaseIterable { case kind, project, name, flavor, networks, keypair }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        switch try c.choice(Kind.self, .kind) {
+        case .files:
+            try decoder.rejectUnknownFields(FilesKeys.self)
+            self = .files(directory: try c.absolutePath(.directory), format: try c.choice(DiskFormat.self, .format))
+        case .libvirt:
+            try decoder.rejectUnknownFields(LibvirtKeys.self)
+            let storage = try c.decodeIfPresent(String.self, forKey: .storageDirectory)
+            if let storage { try Validate.absolutePath(storage, at: decoder.path(CodingKeys.storageDirectory)) }
+            self = .libvirt(host: try c.text(.host, maxLength: 255), name: try c.optionalText(.name, maxLength: 255),
+                            storageDirectory: storage, start: try c.decodeIfPresent(Bool.self, forKey: .start) ?? false)
+        case .rbd:
+            try decoder.rejectUnknownFields(RBDKeys.self)
+            self = .rbd(cluster: try c.identifier(.cluster), pool: try c.text(.pool, maxLength: 255),
+                        imagePrefix: try c.optionalText(.imagePrefix, maxLength: 200),
+                        overwrite: try c.decodeIfPresent(Bool.self, forKey: .overwrite) ?? false)
+        case .instance:
+            try decoder.rejectUnknownFields(InstanceKeys.self)
+            let networks = try c.decodeIfPresent([String].self, forKey: .networks)
+            for (i, network) in (networks ?? []).enumerated() {
+                try Validate.text(network, at: decoder.path(CodingKeys.networks) + "[\(i)]", maxLength: 255)
+            }
+            self = .instance(project: try c.identifier(.project), name: try c.optionalText(.name, maxLength: 255),
+                             flavor: try c.optionalText(.flavor, maxLength: 255), networks: networks,
+                             keypair: try c.optionalText(.keypair, maxLength: 255))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(kind.rawValue, forKey: .kind)
+        switch self {
+        case .files(let directory, let format):
+            try c.encode(directory, forKey: .directory)
+            try c.encode(format, forKey: .format)
+        case .libvirt(let host, let name, let storageDirectory, let start):
+            try c.encode(host, forKey: .host)
+            try c.encodeIfPresent(name, forKey: .name)
+            try c.encodeIfPresent(storageDirectory, forKey: .storageDirectory)
+            try c.encode(start, forKey: .start)
+        case .rbd(let cluster, let pool, let imagePrefix, let overwrite):
+            try c.encode(cluster, forKey: .cluster)
+            try c.encode(pool, forKey: .pool)
+            try c.encodeIfPresent(imagePrefix, forKey: .imagePrefix)
+            try c.encode(overwrite, forKey: .overwrite)
+        case .instance(let project, let name, let flavor, let networks, let keypair):
+            try c.encode(project, forKey: .project)
+            try c.encodeIfPresent(name, forKey: .name)
+            try c.encodeIfPresent(flavor, forKey: .flavor)
+            try c.encodeIfPresent(networks, forKey: .networks)
+            try c.encodeIfPresent(keypair, forKey: .keypair)
+        }
+    }
+}
+
+/// "Restore this backup there."
+public struct RestoreRequest: LifeboatMessage, Hashable {
+    public static let messageType = "restore.request"
+    public static let supportedVersions = 1...1
+
+    public var version: Int
+    public var requestId: String
+    /// The project the backup belongs to (results are routed by it).
+    public var project: String
+    public var backupId: String
+    public var target: RestoreTarget
+    /// Restore only these disks; all when absent.
+    public var disks: [String]?
+    /// Required: a restore acts on a project, so Lifeboat checks who asks.
+    public var requestedBy: Principal
+
+    public init(requestId: String, project: String, backupId: String, target: RestoreTarget, disks: [String]? = nil, requestedBy: Principal) {
+        self.version = Self.supportedVersions.upperBound
+        self.requestId = requestId
+        self.project = project
+        self.backupId = backupId
+        self.target = target
+        self.disks = disks
+        self.requestedBy = requestedBy
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case type, version, requestId, project, backupId, target, disks, requestedBy }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownFields(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        requestId = try c.identifier(.requestId)
+        project = try c.identifier(.project)
+        backupId = try c.identifier(.backupId)
+        target = try c.decode(RestoreTarget.self, forKey: .target)
+        disks = try c.decodeIfPresent([String].self, forKey: .disks)
+        if let disks {
+            for (i, name) in disks.enumerated() { try Validate.identifier(name, at: decoder.path(CodingKeys.disks) + "[\(i)]") }
+            try BackupSource.checkDiskList(disks, at: decoder.path(CodingKeys.disks))
+        }
+        requestedBy = try c.decode(Principal.self, forKey: .requestedBy)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(Self.messageType, forKey: .type)
+        try c.encode(version, forKey: .version)
+        try c.encode(requestId, forKey: .requestId)
+        try c.encode(project, forKey: .project)
+        try c.encode(backupId, forKey: .backupId)
+        try c.encode(target, forKey: .target)
+        try c.encodeIfPresent(disks, forKey: .disks)
+        try c.encode(requestedBy, forKey: .requestedBy)
+    }
+}
