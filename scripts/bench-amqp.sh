@@ -61,23 +61,29 @@ log "pika: $MESSAGES messages of $SIZE bytes ($PIKA_PUBLISH of them published wi
 log "lifeboat: $MESSAGES messages of $SIZE bytes"
 "$BENCH" amqp --url "$URL" --messages "$MESSAGES" --size "$SIZE" --prefetch "$PREFETCH" \
     --window "$WINDOW" --batch "$BATCH" | tail -1 >"$OUT/lifeboat.json"
+log "lifeboat again with pika's prefetch (100), for a like-for-like consume figure"
+"$BENCH" amqp --url "$URL" --messages "$MESSAGES" --size "$SIZE" --prefetch 100 \
+    --window "$WINDOW" --batch "$BATCH" | tail -1 >"$OUT/lifeboat-prefetch100.json"
 
 "$PYTHON" - "$OUT" "$MESSAGES" <<'PY'
 import json, sys
 out, messages = sys.argv[1], int(sys.argv[2])
 lifeboat = json.load(open(f"{out}/lifeboat.json"))
 pika = json.load(open(f"{out}/pika.json"))
+same_prefetch = json.load(open(f"{out}/lifeboat-prefetch100.json"))
 ratios = {
     "vs_pika_publish": round(lifeboat["publish_msgs_per_s"] / pika["publish_msgs_per_s"], 2),
     "vs_pika_consume": round(lifeboat["consume_msgs_per_s"] / pika["consume_msgs_per_s"], 2),
+    "vs_pika_consume_same_prefetch": round(same_prefetch["consume_msgs_per_s"] / pika["consume_msgs_per_s"], 2),
 }
-print("| client | published (timed) | publish msg/s | consumed | consume msg/s | requeued at close |")
-print("|---|---|---|---|---|---|")
-for name, f in (("lifeboat", lifeboat), ("pika", pika)):
-    print(f"| {name} | {f.get('publish_messages', f['messages'])} | {f['publish_msgs_per_s']:.0f} | {f['messages']} | "
-          f"{f['consume_msgs_per_s']:.0f} | {f['requeued_at_close']} |")
-print(f"ratios: publish {ratios['vs_pika_publish']}x (goal 5x), consume {ratios['vs_pika_consume']}x (goal 1.5x)")
+print("| client | prefetch | published (timed) | publish msg/s | consumed | consume msg/s | requeued at close |")
+print("|---|---|---|---|---|---|---|")
+for name, f in (("lifeboat", lifeboat), ("lifeboat", same_prefetch), ("pika", pika)):
+    print(f"| {name} | {f['prefetch']} | {f.get('publish_messages', f['messages'])} | {f['publish_msgs_per_s']:.0f} | "
+          f"{f['messages']} | {f['consume_msgs_per_s']:.0f} | {f['requeued_at_close']} |")
+print(f"ratios: publish {ratios['vs_pika_publish']}x (goal 5x), consume {ratios['vs_pika_consume']}x (goal 1.5x), "
+      f"consume at prefetch 100 {ratios['vs_pika_consume_same_prefetch']}x")
 print(json.dumps({"benchmark": "amqp", "messages": messages, "size": lifeboat["size"],
                   "pika_publish_messages": pika["publish_messages"],
-                  "lifeboat": lifeboat, "pika": pika, "ratios": ratios}, sort_keys=True))
+                  "lifeboat": lifeboat, "lifeboat_prefetch_100": same_prefetch, "pika": pika, "ratios": ratios}))
 PY
