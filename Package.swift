@@ -61,6 +61,8 @@ let package = Package(
 
         // Small command over the Repository API for the benchmark and the crash/concurrency tests.
         .executableTarget(name: "repository-tool", dependencies: ["Repository"], path: "Sources/RepositoryTool"),
+        // Publish/consume throughput against the broker, for scripts/bench-amqp.sh.
+        .executableTarget(name: "lifeboat-bench", dependencies: ["AMQP", .product(name: "Logging", package: "swift-log")], path: "Sources/LifeboatBench"),
 
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "BindingsTests", dependencies: ["SSH", "Ceph", "OpenStack", "Compression", "AMQP"]),

@@ -94,7 +94,7 @@ private final class ConsumerLoop: @unchecked Sendable {
     var connection: AMQPConnection?
     var generation = 0
     var queueByTag: [String: String] = [:]
-    var unsettled = 0
+    var unsettled = UnsettledDeliveries()
     var stopping = false
     var stopDeadline = Date.distantFuture
     var backoff = Backoff()
@@ -126,7 +126,7 @@ private final class ConsumerLoop: @unchecked Sendable {
         }
         while true {
             handleCommands()
-            if stopping && (unsettled == 0 || Date() >= stopDeadline || connection == nil) { return }
+            if stopping && (unsettled.isEmpty || Date() >= stopDeadline || connection == nil) { return }
             guard let connection else {
                 connect()
                 continue
@@ -156,7 +156,7 @@ private final class ConsumerLoop: @unchecked Sendable {
             }
             self.connection = connection
             generation += 1
-            unsettled = 0
+            unsettled.reset()
             backoff.reset()
             connectedCount.increment()
             onConsuming()
@@ -180,7 +180,7 @@ private final class ConsumerLoop: @unchecked Sendable {
         logger.warning("connection lost, reconnecting", metadata: ["error": "\(error)"])
         connection?.abandon()
         connection = nil
-        unsettled = 0
+        unsettled.reset()
     }
 
     private func handle(_ event: InboundEvent) {
@@ -190,7 +190,7 @@ private final class ConsumerLoop: @unchecked Sendable {
                 try? connection?.reject(delivery.deliveryTag, requeue: true)
                 return
             }
-            unsettled += 1
+            unsettled.delivered(delivery.deliveryTag)
             continuation.yield(InboundDelivery(delivery: delivery, queue: queueByTag[delivery.consumerTag] ?? "",
                                                generation: generation, mailbox: mailbox))
         case .consumerCancelled(let tag):
@@ -208,15 +208,13 @@ private final class ConsumerLoop: @unchecked Sendable {
     private func handleCommands() {
         for command in mailbox.take() {
             switch command {
-            case .ack(let tag, let gen), .reject(let tag, _, let gen):
-                guard gen == generation, let connection else { continue }  // settled by the broker already
+            case .ack(let tag, let gen):
+                guard gen == generation, connection != nil else { continue }  // settled by the broker already
+                unsettled.requestAck(tag)
+            case .reject(let tag, let requeue, let gen):
+                guard gen == generation, let connection, unsettled.remove(tag) else { continue }
                 do {
-                    if case .reject(_, let requeue, _) = command {
-                        try connection.reject(tag, requeue: requeue)
-                    } else {
-                        try connection.ack(tag)
-                    }
-                    unsettled -= 1
+                    try connection.reject(tag, requeue: requeue)
                 } catch {
                     lost(error)
                 }
@@ -226,6 +224,19 @@ private final class ConsumerLoop: @unchecked Sendable {
                 stopDeadline = Date().addingTimeInterval(grace)
                 continuation.finish()
             }
+        }
+        sendAcks()
+    }
+
+    /// The acks asked for in this pass, as few `basic.ack` frames as cover them (see `UnsettledDeliveries`).
+    private func sendAcks() {
+        guard let connection else { return }
+        let (upTo, upToCount, singles) = unsettled.takeAcks()
+        do {
+            if let upTo { try connection.ack(upTo, multiple: upToCount > 1) }
+            for tag in singles { try connection.ack(tag) }
+        } catch {
+            lost(error)
         }
     }
 }
