@@ -71,9 +71,13 @@ final class ResultFollower: Sendable {
 }
 
 /// A person's view of results: one line per state change, a bar for progress.
-struct ResultPrinter {
+final class ResultPrinter {
     let json: Bool
     let isTerminal = isatty(STDOUT_FILENO) != 0
+    /// Ranges finish out of order on several workers: the bar only moves forward.
+    private var furthest: [String: UInt64] = [:]
+
+    init(json: Bool) { self.json = json }
 
     func print(_ result: JobResult, raw: Data) {
         if json {
@@ -81,6 +85,9 @@ struct ResultPrinter {
             return
         }
         if result.status == .progress, let progress = result.progress {
+            let job = result.job?.jobId ?? ""
+            guard progress.bytesDone > furthest[job] ?? 0 else { return }
+            furthest[job] = progress.bytesDone
             let line = Self.bar(progress)
             if isTerminal {
                 FileHandle.standardOutput.write(Data("\r\u{1B}[K\(line)".utf8))
