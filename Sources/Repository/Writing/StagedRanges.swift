@@ -23,6 +23,12 @@ extension Repository {
         }
     }
 
+    /// Whether backup `id` is begun and neither committed nor abandoned (cancelled, failed).
+    public func isBegun(_ id: String) throws -> Bool {
+        try ObjectNames.validate(id)
+        return try backend.exists(ObjectNames.begunMarker(id))
+    }
+
     /// Whether backup `id` is committed (its manifest exists).
     public func isCommitted(_ id: String) throws -> Bool {
         try ObjectNames.validate(id)

@@ -33,7 +33,7 @@ public struct JobPlanner: RequestHandler {
         switch request {
         case .backup(let backup): try await planBackup(backup, job: request.job)
         case .restore(let restore): try await planRestore(restore, job: request.job)
-        case .cancel: throw RequestRefused("cancelling a job is not implemented yet")
+        case .cancel(let cancel): try await planCancel(cancel, job: request.job)
         }
     }
 
@@ -112,6 +112,21 @@ public struct JobPlanner: RequestHandler {
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + disks.map { disk in
             .task(TaskEvent(taskId: "\(job.jobId).restore.\(disk)", job: job, kind: .restore, disk: disk, parameters: parameters))
         }
+    }
+}
+
+extension JobPlanner {
+    /// Cancels a running backup: its staging goes (so its remaining tasks find it gone and
+    /// stop without retrying), and `cancelled` is reported under the job's id. Its chunks stay
+    /// for GC, or for the next backup to reuse.
+    func planCancel(_ request: CancelRequest, job: JobReference) async throws -> [OutgoingMessage] {
+        let repository = self.repository
+        let id = request.jobId
+        let (committed, begun) = try await runBlocking { (try repository.isCommitted(id), try repository.isBegun(id)) }
+        if committed { throw RequestRefused("job \(id) has already completed: backup \(id) exists (prune it if it is not wanted)") }
+        guard begun else { throw RequestRefused("there is no running backup job \(id) (restores cannot be cancelled yet)") }
+        try await runBlocking { try repository.abandonBackup(id) }
+        return [.result(JobResult(job: job, status: .cancelled, backupId: id, details: ["cancelledBy": request.requestId]))]
     }
 }
 

@@ -52,6 +52,10 @@ extension TaskEvent {
     }
 }
 
+/// The task's backup is no longer begun: its job was cancelled, or failed in another task, which
+/// already reported it. Nothing to retry and nothing to report.
+struct JobAbandoned: Error {}
+
 /// Why a task failed, in words that go into the job's `failed` result.
 struct TaskFailure: Error, CustomStringConvertible {
     var description: String

@@ -57,6 +57,9 @@ public final class TaskRunner: Sendable {
         do {
             let messages = try await execute(task)
             if await settler.settle(delivery, publishing: messages) { counts.withLock { $0.completed += 1 } }
+        } catch is JobAbandoned {
+            logger.info("task of an abandoned job dropped", metadata: ["task": "\(task.taskId)"])
+            await settler.settle(delivery, publishing: [])
         } catch {
             await failed(task, attempt: attempt, error: error, delivery: delivery)
         }
@@ -82,6 +85,8 @@ public final class TaskRunner: Sendable {
         let staged = try await runBlocking { () -> [StagedRange] in
             do {
                 try repository.backupRange(of: disk.path, backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
+            } catch RepositoryError.backupNotBegun {
+                throw JobAbandoned()
             } catch {
                 throw TaskFailure("disk \(disk.name) [\(range.offset), \(range.offset + range.length)) from \(disk.path): \(error)")
             }
@@ -109,8 +114,12 @@ public final class TaskRunner: Sendable {
         let repository = self.repository
         let manifest = try await runBlocking { () -> BackupManifest in
             if try repository.isCommitted(plan.backupId) { return try repository.manifest(plan.backupId) }  // a redelivered finalize
-            return try repository.commitBackup(plan.backupId, disks: plan.disks.map { DiskLayout(name: $0.name, size: $0.size) },
-                                               metadata: metadata)
+            do {
+                return try repository.commitBackup(plan.backupId, disks: plan.disks.map { DiskLayout(name: $0.name, size: $0.size) },
+                                                   metadata: metadata)
+            } catch RepositoryError.backupNotBegun {
+                throw JobAbandoned()
+            }
         }
         let stored = manifest.disks.reduce(UInt64(0)) { $0 + $1.newStoredBytes }
         return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId,
