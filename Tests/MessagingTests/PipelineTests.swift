@@ -130,4 +130,43 @@ final class PipelineTests: XCTestCase {
                              "the backup is no longer begun")
         XCTAssertEqual(try repository.listBackups(), [], "nothing became visible")
     }
+
+    func testABrokerRestartMidJobDoesNotStopIt() async throws {
+        let image = try makeImage(size: 512 << 20)
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 32 << 20)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let follower = AMQPConsumer(settings: try TestBroker.settings(heartbeat: 2), topology: LifeboatTopology.core,
+                                    queues: [LifeboatTopology.Queue.results], prefetch: 100)
+        try await publisher.send(BackupRequest(requestId: "through-restart", project: "p1", instance: "vm-r", mode: .full,
+                                               source: .files(disks: [LocalDisk(name: "vda", path: image, format: .raw)])))
+        var restarted = false
+        var outcome: JobResult?
+        let deadline = Task {
+            try? await Task.sleep(for: .seconds(180))
+            await follower.shutdown(grace: 1)
+        }
+        for await delivery in follower.deliveries {
+            delivery.ack()
+            guard let result = try? MessageCodec.decode(JobResult.self, from: delivery.body), result.job?.jobId == "through-restart" else { continue }
+            if result.status == .progress && !restarted {
+                restarted = true
+                try await TestBroker.restart()
+            }
+            if [.succeeded, .failed].contains(result.status) {
+                outcome = result
+                break
+            }
+        }
+        deadline.cancel()
+        await follower.shutdown(grace: 1)
+        await publisher.shutdown()
+        await worker.stop()
+        XCTAssertTrue(restarted)
+        XCTAssertEqual(outcome?.status, .succeeded, outcome?.reason ?? "no outcome within the deadline")
+        let target = directory.appendingPathComponent("restored").path
+        try Repository.open(path: repositoryPath).restore(backup: "through-restart", disk: "vda", to: target)
+        XCTAssertEqual(try sha256(target), try sha256(image))
+    }
 }

@@ -150,4 +150,57 @@ final class WorkerProcessTests: XCTestCase {
         worker.terminate()
         worker.waitUntilExit()
     }
+
+    /// kill -9 at ten points of a job's life: after each of the first nine range reports, and
+    /// once the last range is in (finalize running). A replacement worker starts each time.
+    func testKillingWorkersAtTenPointsNeverLosesOrCorruptsABackup() async throws {
+        let repository = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repository)
+        let image = try makeImage("disk.img", megabytes: 320)  // ten 32 MiB ranges
+        var workers = [try startWorker("w0", repository: repository), try startWorker("w1", repository: repository)]
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let follower = AMQPConsumer(settings: try TestBroker.settings(), topology: LifeboatTopology.core,
+                                    queues: [LifeboatTopology.Queue.results], prefetch: 100)
+        var iterator = follower.deliveries.makeAsyncIterator()
+        var outcomes: [String: ResultStatus] = [:]
+        for point in 1...10 {
+            let job = "kill-point-\(point)"
+            try await publisher.send(BackupRequest(requestId: job, project: "p1", instance: "vm-\(point)", mode: .full,
+                                                   source: .files(disks: [LocalDisk(name: "vda", path: image, format: .raw)])))
+            var reports = 0
+            var killed = false
+            while let delivery = await iterator.next() {
+                delivery.ack()
+                guard let result = try? MessageCodec.decode(JobResult.self, from: delivery.body), result.job?.jobId == job else { continue }
+                if result.status == .progress { reports += 1 }
+                let atPoint = point < 10 ? reports == point : result.progress?.bytesDone == result.progress?.bytesTotal
+                if !killed && result.status == .progress && atPoint {
+                    let victim = workers.removeFirst()
+                    kill(victim.processIdentifier, SIGKILL)
+                    workers.append(try startWorker("w\(point + 1)", repository: repository))
+                    killed = true
+                }
+                if [.succeeded, .failed].contains(result.status) {
+                    outcomes[job] = result.status
+                    break
+                }
+            }
+            XCTAssertTrue(killed, "\(job): the kill point was reached")
+        }
+        await follower.shutdown(grace: 1)
+        await publisher.shutdown()
+        for worker in workers { worker.terminate() }
+
+        XCTAssertEqual(outcomes.count, 10)
+        XCTAssertTrue(outcomes.values.allSatisfy { $0 == .succeeded }, "\(outcomes)")
+        let opened = try Repository.open(path: repository)
+        XCTAssertEqual(try opened.listBackups().count, 10, "each job committed once")
+        XCTAssertTrue(try opened.verify().isHealthy)
+        let want = try digest(image)
+        for point in [1, 5, 10] {
+            let target = directory.appendingPathComponent("restored-\(point)").path
+            try opened.restore(backup: "kill-point-\(point)", disk: "vda", to: target)
+            XCTAssertEqual(try digest(target), want, "kill-point-\(point) restores bit-identically")
+        }
+    }
 }
