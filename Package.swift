@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
     ],
     targets: [
         // One shim per C library; nothing else lives in them.
@@ -52,10 +53,12 @@ let package = Package(
         .target(name: "Workers", dependencies: [
             "AMQP", "Events", "Publisher", "Repository", "SSH", "Ceph", "OpenStack",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The `lifeboat` command: worker, send, watch, repository tools.
         .executableTarget(name: "lifeboat", dependencies: [
             "Workers", "Repository",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

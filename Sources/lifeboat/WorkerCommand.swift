@@ -1,13 +1,12 @@
 import ArgumentParser
-import Dispatch
-import Foundation
 import Logging
+import ServiceLifecycle
 import Workers
 
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run a worker: consume requests and OpenStack notifications until SIGTERM or SIGINT.")
+        abstract: "Run a worker: consume requests, notifications and tasks until SIGTERM or SIGINT.")
 
     func run() async throws {
         bootstrapLogging(defaultLevel: .info)
@@ -18,18 +17,8 @@ struct WorkerCommand: AsyncParsableCommand {
                                            "repository": "\(configuration.repositoryPath ?? "none: requests are only accepted")"])
         let worker = try Worker(configuration: configuration, logger: logger)
         // SIGTERM (a container stop) and SIGINT: stop taking deliveries, finish those in hand.
-        let signals = [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number)
-            source.setEventHandler {
-                logger.notice("signal received, shutting down", metadata: ["signal": "\(number)"])
-                Task { await worker.shutdown() }
-            }
-            source.resume()
-            return source
-        }
-        await worker.run()
-        signals.forEach { $0.cancel() }
+        let group = ServiceGroup(configuration: .init(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
         logger.info("stopped")
     }
 }

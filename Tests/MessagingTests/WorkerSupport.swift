@@ -15,7 +15,7 @@ final class RunningWorker: Sendable {
                                                                prefetch: prefetch, notificationSources: [.nova], repositoryPath: repository,
                                                                rangeBytes: rangeBytes, taskAttempts: taskAttempts, taskConcurrency: 1))
         let worker = self.worker
-        task = Task { await worker.run() }
+        task = Task { await worker.serve() }
     }
 
     func stop() async {

@@ -2,6 +2,7 @@ import AMQP
 import Logging
 import Publisher
 import Repository
+import ServiceLifecycle
 
 /// One worker process: the intake and, when it has a repository, the task runner, each on a
 /// consumer thread of its own, and a confirming publisher on its own thread.
@@ -42,8 +43,8 @@ public final class Worker: Sendable {
         }
     }
 
-    /// Runs until `shutdown` is called.
-    public func run() async {
+    /// Serves until `shutdown` is called.
+    public func serve() async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.intake.run() }
             if let taskRunner { group.addTask { await taskRunner.run() } }
@@ -58,4 +59,16 @@ public final class Worker: Sendable {
 
     /// How many times the intake connected to the broker (reconnects show as more than one).
     public var intakeConnections: Int { consumers[0].connections }
+}
+
+/// A worker is a service: on graceful shutdown (SIGTERM from a service manager or a container
+/// stop) it stops taking deliveries, lets those in hand finish, and returns.
+extension Worker: Service {
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await serve()
+        } onGracefulShutdown: {
+            Task { await self.shutdown() }
+        }
+    }
 }
