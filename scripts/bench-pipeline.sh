@@ -10,13 +10,7 @@ export LIFEBOAT_RUN_DIR="${LIFEBOAT_RUN_DIR:-/tmp/lifeboat-bench-pipeline}"
 source "$(dirname "$0")/lib/common.sh"
 cd "$LIFEBOAT_ROOT"
 export LIFEBOAT_BROKER_PORT="${LIFEBOAT_BROKER_PORT:-5687}" LIFEBOAT_BROKER_TLS_PORT="${LIFEBOAT_BROKER_TLS_PORT:-5686}"
-mkdir -p "$LIFEBOAT_RUN_DIR"
-
-apt_install "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
-SWIFT="$(swift_driver)"
-log "building lifeboat (release)"
-"$SWIFT" build -c release --product lifeboat >"$LIFEBOAT_RUN_DIR/build.log" 2>&1 || { tail -30 "$LIFEBOAT_RUN_DIR/build.log"; die "build failed"; }
-LIFEBOAT="$("$SWIFT" build -c release --show-bin-path)/lifeboat"
+build_release_lifeboat
 
 scripts/broker.sh reset >/dev/null
 WORKERS=()

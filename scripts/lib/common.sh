@@ -43,3 +43,16 @@ apt_install() {
 BUILD_PACKAGES=(pkg-config librabbitmq-dev libssh2-1-dev libcurl4-openssl-dev libzstd-dev librbd-dev librados-dev)
 # What its tests and demos start or talk to.
 TEST_PACKAGES=(rabbitmq-server amqp-tools openssl python3 python3-pika python3-jsonschema python3-yaml)
+
+# Installs what building and running need, builds the `lifeboat` command in release mode, and
+# sets LIFEBOAT to its path. For the demo and the benchmarks that run real workers.
+build_release_lifeboat() {
+    apt_install "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    local swift
+    swift="$(swift_driver)"
+    mkdir -p "$LIFEBOAT_RUN_DIR"
+    log "building lifeboat (release)"
+    (cd "$LIFEBOAT_ROOT" && "$swift" build -c release --product lifeboat) >"$LIFEBOAT_RUN_DIR/build.log" 2>&1 ||
+        { tail -30 "$LIFEBOAT_RUN_DIR/build.log"; die "build failed"; }
+    LIFEBOAT="$(cd "$LIFEBOAT_ROOT" && "$swift" build -c release --show-bin-path)/lifeboat"
+}
