@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
         // One shim per C library; nothing else lives in them.
@@ -54,11 +56,14 @@ let package = Package(
             "AMQP", "Events", "Publisher", "Repository", "SSH", "Ceph", "OpenStack",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The `lifeboat` command: worker, send, watch, repository tools.
         .executableTarget(name: "lifeboat", dependencies: [
             "Workers", "Repository",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -70,7 +75,7 @@ let package = Package(
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "BindingsTests", dependencies: ["SSH", "Ceph", "OpenStack", "Compression", "AMQP"]),
         .testTarget(name: "MessagingTests", dependencies: [
-            "AMQP", "Publisher", "Events", "Workers", "Repository", .product(name: "Crypto", package: "swift-crypto"),
+            "AMQP", "Publisher", "Events", "Workers", "Repository", "OpenStack", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
     ],

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Logging
 import ServiceLifecycle
 import Workers
@@ -15,6 +16,10 @@ struct WorkerCommand: AsyncParsableCommand {
         logger.info("starting", metadata: ["broker": "\(configuration.amqp)", "prefetch": "\(configuration.prefetch)",
                                            "notifications": "\(configuration.notificationSources.map(\.exchange))",
                                            "repository": "\(configuration.repositoryPath ?? "none: requests are only accepted")"])
+        if let address = ProcessInfo.processInfo.environment["LIFEBOAT_METRICS_ADDRESS"], !address.isEmpty {
+            try MetricsEndpoint.start(address: address)
+            logger.info("serving metrics", metadata: ["address": "\(address)"])
+        }
         let worker = try Worker(configuration: configuration, logger: logger)
         // SIGTERM (a container stop) and SIGINT: stop taking deliveries, finish those in hand.
         let group = ServiceGroup(configuration: .init(services: [worker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

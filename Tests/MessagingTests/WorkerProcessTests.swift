@@ -2,6 +2,7 @@ import AMQP
 import Crypto
 import Events
 import Foundation
+import OpenStack
 import Publisher
 import Repository
 import Workers
@@ -33,7 +34,7 @@ final class WorkerProcessTests: XCTestCase {
     }
 
     /// A `lifeboat worker` process on the test broker and `repository`.
-    private func startWorker(_ name: String, repository: String, concurrency: Int = 1) throws -> Process {
+    private func startWorker(_ name: String, repository: String, concurrency: Int = 1, metricsPort: Int? = nil) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try lifeboat)
         process.arguments = ["worker"]
@@ -42,6 +43,7 @@ final class WorkerProcessTests: XCTestCase {
         environment["LIFEBOAT_REPOSITORY"] = repository
         environment["LIFEBOAT_RANGE_MIB"] = "32"
         environment["LIFEBOAT_TASK_CONCURRENCY"] = "\(concurrency)"
+        environment["LIFEBOAT_METRICS_ADDRESS"] = metricsPort.map { "127.0.0.1:\($0)" }
         process.environment = environment
         let log = directory.appendingPathComponent("\(name).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -77,7 +79,8 @@ final class WorkerProcessTests: XCTestCase {
         _ = try Repository.create(path: repository)
         let image = try makeImage("disk.img", megabytes: 512)
         let victim = try startWorker("victim", repository: repository)
-        let survivor = try startWorker("survivor", repository: repository)
+        let metricsPort = Int.random(in: 20_000...29_999)
+        let survivor = try startWorker("survivor", repository: repository, metricsPort: metricsPort)
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         let follower = AMQPConsumer(settings: try TestBroker.settings(), topology: LifeboatTopology.core,
                                     queues: [LifeboatTopology.Queue.results], prefetch: 100)
@@ -105,6 +108,16 @@ final class WorkerProcessTests: XCTestCase {
         try Repository.open(path: repository).restore(backup: "killed-job", disk: "vda", to: target)
         XCTAssertEqual(try digest(target), try digest(image), "the backup is whole and bit-identical")
         await publisher.shutdown()
+
+        // The survivor's Prometheus endpoint counts what it did.
+        let metrics = String(decoding: try CurlHandle().get("http://127.0.0.1:\(metricsPort)/metrics"), as: UTF8.self)
+        let transfers = metrics.split(separator: "\n").first { $0.hasPrefix("lifeboat_tasks_total{") && $0.contains("kind=\"transfer\"")
+            && $0.contains("outcome=\"completed\"") }
+        XCTAssertGreaterThan(Int(transfers?.split(separator: " ").last ?? "") ?? 0, 0, metrics)
+        XCTAssertTrue(metrics.contains("lifeboat_transferred_bytes_total"), metrics)
+        XCTAssertTrue(metrics.contains("lifeboat_task_duration_seconds"), metrics)
+        XCTAssertTrue(metrics.contains("lifeboat_queue_lag_seconds"), metrics)
+
         survivor.terminate()
         survivor.waitUntilExit()
         XCTAssertEqual(survivor.terminationStatus, 0, "SIGTERM stops a worker cleanly")

@@ -81,7 +81,7 @@ public final class Intake: Sendable {
             requeue(delivery)
             return
         }
-        await settle(delivery, publishing: messages) { $0.accepted += 1 }
+        await settle(delivery, publishing: messages, outcome: "accepted") { $0.accepted += 1 }
     }
 
     private func handleNotification(_ delivery: InboundDelivery) async {
@@ -92,6 +92,7 @@ public final class Intake: Sendable {
             guard let instanceEvent = try InstanceEvent(notification) else {
                 delivery.ack()
                 counts.withLock { $0.notificationsIgnored += 1 }
+                WorkerMetrics.intake("ignored")
                 return
             }
             event = instanceEvent
@@ -101,7 +102,7 @@ public final class Intake: Sendable {
         }
         do {
             let messages = try await notifications.handle(event, notification: notification)
-            await settle(delivery, publishing: messages) { $0.notificationsHandled += 1 }
+            await settle(delivery, publishing: messages, outcome: "notification") { $0.notificationsHandled += 1 }
         } catch {
             logger.warning("notification handling failed, returning it to its queue",
                            metadata: ["event": "\(notification.eventType)", "instance": "\(event.instanceId)", "error": "\(error)"])
@@ -112,21 +113,29 @@ public final class Intake: Sendable {
     private func reject(_ delivery: InboundDelivery, reason: String, job: JobReference?) async {
         if await settler.reject(delivery, reason: reason, job: job) {
             counts.withLock { $0.rejected += 1 }
+            WorkerMetrics.intake("rejected")
         } else {
-            counts.withLock { $0.requeued += 1 }
+            requeued()
         }
     }
 
-    private func settle(_ delivery: InboundDelivery, publishing messages: [OutgoingMessage], count: @Sendable (inout Counts) -> Void) async {
+    private func settle(_ delivery: InboundDelivery, publishing messages: [OutgoingMessage], outcome: String,
+                        count: @Sendable (inout Counts) -> Void) async {
         if await settler.settle(delivery, publishing: messages) {
             counts.withLock { count(&$0) }
+            WorkerMetrics.intake(outcome)
         } else {
-            counts.withLock { $0.requeued += 1 }
+            requeued()
         }
     }
 
     private func requeue(_ delivery: InboundDelivery) {
         delivery.reject(requeue: true)
+        requeued()
+    }
+
+    private func requeued() {
         counts.withLock { $0.requeued += 1 }
+        WorkerMetrics.intake("requeued")
     }
 }

@@ -54,11 +54,19 @@ public final class TaskRunner: Sendable {
             return
         }
         let attempt = Int(delivery.delivery.properties.headers[LifeboatTopology.Header.attempt]?.intValue ?? 1)
+        if attempt == 1 { WorkerMetrics.queueLag(delivery.queue, publishedAt: task.createdAt) }
+        let started = ContinuousClock.now
         do {
             let messages = try await execute(task)
-            if await settler.settle(delivery, publishing: messages) { counts.withLock { $0.completed += 1 } }
+            WorkerMetrics.taskDuration(task.kind.rawValue, since: started)
+            if await settler.settle(delivery, publishing: messages) {
+                counts.withLock { $0.completed += 1 }
+                WorkerMetrics.task(task.kind.rawValue, outcome: "completed")
+                if task.kind == .transfer, let range = task.range { WorkerMetrics.transferred(bytes: range.length) }
+            }
         } catch is JobAbandoned {
             logger.info("task of an abandoned job dropped", metadata: ["task": "\(task.taskId)"])
+            WorkerMetrics.task(task.kind.rawValue, outcome: "abandoned")
             await settler.settle(delivery, publishing: [])
         } catch {
             await failed(task, attempt: attempt, error: error, delivery: delivery)
@@ -152,7 +160,10 @@ public final class TaskRunner: Sendable {
         let summary = TaskSummary(taskId: task.taskId, kind: task.kind, disk: task.disk, attempt: attempt)
         if attempt < maxAttempts {
             logger.warning("task failed, will retry", metadata: ["task": "\(task.taskId)", "attempt": "\(attempt)", "error": "\(reason)"])
-            if await settler.settle(delivery, publishing: [.retry(task, attempt: attempt + 1)]) { counts.withLock { $0.retried += 1 } }
+            if await settler.settle(delivery, publishing: [.retry(task, attempt: attempt + 1)]) {
+                counts.withLock { $0.retried += 1 }
+                WorkerMetrics.task(task.kind.rawValue, outcome: "retried")
+            }
             return
         }
         logger.error("task failed for good", metadata: ["task": "\(task.taskId)", "attempts": "\(attempt)", "error": "\(reason)"])
@@ -162,6 +173,9 @@ public final class TaskRunner: Sendable {
         }
         let result = JobResult(job: task.job, status: .failed, reason: "\(task.kind.rawValue) failed after \(attempt) attempts: \(reason)",
                                task: summary)
-        if await settler.settle(delivery, publishing: [.result(result)]) { counts.withLock { $0.failed += 1 } }
+        if await settler.settle(delivery, publishing: [.result(result)]) {
+            counts.withLock { $0.failed += 1 }
+            WorkerMetrics.task(task.kind.rawValue, outcome: "failed")
+        }
     }
 }
