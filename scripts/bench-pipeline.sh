@@ -22,7 +22,9 @@ stop_workers() {
 cleanup() { stop_workers; scripts/broker.sh stop >/dev/null; rm -rf "$LIFEBOAT_RUN_DIR/repository" "$LIFEBOAT_RUN_DIR"/*.img; }
 trap cleanup EXIT
 export LIFEBOAT_AMQP_URL="amqp://guest:guest@127.0.0.1:$LIFEBOAT_BROKER_PORT/"
-export LIFEBOAT_REPOSITORY="$LIFEBOAT_RUN_DIR/repository" LIFEBOAT_LOG_LEVEL=warning
+export LIFEBOAT_REPOSITORY="$LIFEBOAT_RUN_DIR/repository"
+# Requests may only name images in, and restore into, the demo's own directory.
+export LIFEBOAT_FILE_SOURCES="$LIFEBOAT_RUN_DIR" LIFEBOAT_RESTORE_DIRECTORIES="$LIFEBOAT_RUN_DIR" LIFEBOAT_LOG_LEVEL=warning
 
 start_workers() {  # $1: MiB per range
     stop_workers

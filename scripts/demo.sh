@@ -24,6 +24,8 @@ cleanup() {
 trap cleanup EXIT
 export LIFEBOAT_AMQP_URL="amqp://guest:guest@127.0.0.1:$LIFEBOAT_BROKER_PORT/"
 export LIFEBOAT_REPOSITORY="$LIFEBOAT_RUN_DIR/repository"
+# Requests may only name images in, and restore into, the demo's own directory.
+export LIFEBOAT_FILE_SOURCES="$LIFEBOAT_RUN_DIR" LIFEBOAT_RESTORE_DIRECTORIES="$LIFEBOAT_RUN_DIR"
 export LIFEBOAT_RANGE_MIB=64
 
 IMG="$LIFEBOAT_RUN_DIR/demo.img"

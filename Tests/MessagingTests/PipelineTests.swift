@@ -19,7 +19,7 @@ final class PipelineTests: XCTestCase {
     }
 
     override func tearDown() async throws {
-        try? FileManager.default.removeItem(at: directory)
+        if let directory { try? FileManager.default.removeItem(at: directory) }
     }
 
     /// A sparse raw image: holes, random data, text.
@@ -61,8 +61,8 @@ final class PipelineTests: XCTestCase {
         let image = try makeImage(size: 1 << 30)
         let repositoryPath = directory.appendingPathComponent("repository").path
         _ = try Repository.create(path: repositoryPath)
-        let workers = try [RunningWorker(repository: repositoryPath, rangeBytes: 64 << 20),
-                           RunningWorker(repository: repositoryPath, rangeBytes: 64 << 20)]
+        let workers = try [RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20),
+                           RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20)]
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
 
         try await publisher.send(BackupRequest(requestId: "pipe-full", project: "p1", instance: "vm-pipe", mode: .incremental,
@@ -113,7 +113,7 @@ final class PipelineTests: XCTestCase {
         let job = JobReference(jobId: "poison", requestId: "poison", operation: .backup, project: "p1", instance: "vm-gone")
         let plan = BackupPlan(backupId: "poison", parent: nil, disks: [.init(name: "vda", path: gone, size: 1 << 20)], rangeCount: 1,
                               totalBytes: 1 << 20, plannedAt: Date().timeIntervalSince1970)
-        let worker = try RunningWorker(repository: repositoryPath, taskAttempts: 3)
+        let worker = try RunningWorker(repository: repositoryPath, files: directory.path, taskAttempts: 3)
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         try await publisher.publish(TaskEvent(taskId: "poison.transfer.vda.0", job: job, kind: .transfer, disk: "vda",
                                               range: ByteRange(offset: 0, length: 1 << 20), parameters: TaskEvent.parameters(plan)))
@@ -135,7 +135,7 @@ final class PipelineTests: XCTestCase {
         let image = try makeImage(size: 512 << 20)
         let repositoryPath = directory.appendingPathComponent("repository").path
         _ = try Repository.create(path: repositoryPath)
-        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 32 << 20)
+        let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 32 << 20)
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         let follower = AMQPConsumer(settings: try TestBroker.settings(heartbeat: 2), topology: LifeboatTopology.core,
                                     queues: [LifeboatTopology.Queue.results], prefetch: 100)
@@ -168,5 +168,34 @@ final class PipelineTests: XCTestCase {
         let target = directory.appendingPathComponent("restored").path
         try Repository.open(path: repositoryPath).restore(backup: "through-restart", disk: "vda", to: target)
         XCTAssertEqual(try sha256(target), try sha256(image))
+    }
+
+    func testFilesOutsideTheAllowedDirectoriesAreRefused() async throws {
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let allowed = directory.appendingPathComponent("images").path
+        try FileManager.default.createDirectory(atPath: allowed, withIntermediateDirectories: true)
+        // A link inside the allowed directory that leads out of it.
+        try FileManager.default.createSymbolicLink(atPath: "\(allowed)/escape.img", withDestinationPath: "/etc/passwd")
+        let worker = try RunningWorker(repository: repositoryPath, files: allowed)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let cases: [(String, InboundRequest)] = [
+            ("steal-passwd", .backup(BackupRequest(requestId: "steal-passwd", project: "p", instance: "i", mode: .full,
+                                                   source: .files(disks: [LocalDisk(name: "vda", path: "/etc/passwd", format: .raw)])))),
+            ("steal-link", .backup(BackupRequest(requestId: "steal-link", project: "p", instance: "i", mode: .full,
+                                                 source: .files(disks: [LocalDisk(name: "vda", path: "\(allowed)/escape.img", format: .raw)])))),
+            ("overwrite-etc", .restore(RestoreRequest(requestId: "overwrite-etc", project: "p", backupId: "any",
+                                                      target: .files(directory: "/etc", format: .raw), requestedBy: Principal(userId: "u")))),
+        ]
+        for (_, request) in cases { try await publisher.send(request) }
+        await publisher.shutdown()
+        let results = try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results) { $0.count >= cases.count })
+        await worker.stop()
+        for (id, _) in cases {
+            let result = results.first { $0.job?.jobId == id }
+            XCTAssertEqual(result?.status, .rejected, id)
+            XCTAssertTrue(result?.reason?.contains("outside the directories") == true, "\(id): \(result?.reason ?? "")")
+        }
+        XCTAssertEqual(try Repository.open(path: repositoryPath).listBackups(), [])
     }
 }

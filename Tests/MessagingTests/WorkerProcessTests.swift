@@ -22,7 +22,7 @@ final class WorkerProcessTests: XCTestCase {
 
     override func tearDown() async throws {
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        try? FileManager.default.removeItem(at: directory)
+        if let directory { try? FileManager.default.removeItem(at: directory) }
     }
 
     private var lifeboat: String {
@@ -41,6 +41,7 @@ final class WorkerProcessTests: XCTestCase {
         var environment = ProcessInfo.processInfo.environment
         environment["LIFEBOAT_AMQP_URL"] = try TestBroker.url
         environment["LIFEBOAT_REPOSITORY"] = repository
+        environment["LIFEBOAT_FILE_SOURCES"] = directory.path
         environment["LIFEBOAT_RANGE_MIB"] = "32"
         environment["LIFEBOAT_TASK_CONCURRENCY"] = "\(concurrency)"
         environment["LIFEBOAT_METRICS_ADDRESS"] = metricsPort.map { "127.0.0.1:\($0)" }

@@ -18,7 +18,18 @@ public struct JobPlanner: RequestHandler {
     public struct Settings: Sendable {
         /// Bytes per transfer task (rounded to whole chunks).
         public var rangeBytes: UInt64
-        public init(rangeBytes: UInt64 = 256 << 20) { self.rangeBytes = rangeBytes }
+        /// Directories whose image files a request may name as a source. A request comes from
+        /// another system: without this, it could have a worker copy any file it can read
+        /// (keys, password databases) into the repository. Empty: no file sources at all.
+        public var fileSourceRoots: [String]
+        /// Directories a restore to files may write into, for the same reason.
+        public var restoreRoots: [String]
+
+        public init(rangeBytes: UInt64 = 256 << 20, fileSourceRoots: [String] = [], restoreRoots: [String] = []) {
+            self.rangeBytes = rangeBytes
+            self.fileSourceRoots = fileSourceRoots
+            self.restoreRoots = restoreRoots
+        }
     }
 
     let repository: Repository
@@ -41,6 +52,10 @@ public struct JobPlanner: RequestHandler {
         guard case .files(let disks)? = request.source else {
             let kind = request.source.map { "the \($0.kind.rawValue) strategy" } ?? "resolving the instance through OpenStack"
             throw RequestRefused("\(kind) is not available yet: this worker backs up image files on its host (source kind \"files\")")
+        }
+        for disk in disks where !Self.isInside(disk.path, settings.fileSourceRoots) {
+            throw RequestRefused("disk \(disk.name): \(disk.path) is outside the directories this worker may read images from "
+                                 + "(LIFEBOAT_FILE_SOURCES: \(settings.fileSourceRoots.isEmpty ? "none" : settings.fileSourceRoots.joined(separator: ":")))")
         }
         if let qcow2 = disks.first(where: { $0.format != .raw }) {
             throw RequestRefused("disk \(qcow2.name): \(qcow2.format.rawValue) image files are not supported yet, only raw")
@@ -96,6 +111,10 @@ public struct JobPlanner: RequestHandler {
             throw RequestRefused("restoring to \(request.target.kind.rawValue) is not available yet: this worker restores to files")
         }
         guard format == .raw else { throw RequestRefused("restoring as \(format.rawValue) is not supported yet, only raw") }
+        guard Self.isInside(directory, settings.restoreRoots) else {
+            throw RequestRefused("\(directory) is outside the directories this worker may restore into "
+                                 + "(LIFEBOAT_RESTORE_DIRECTORIES: \(settings.restoreRoots.isEmpty ? "none" : settings.restoreRoots.joined(separator: ":")))")
+        }
         let repository = self.repository
         let manifest: BackupManifest
         do {
@@ -127,6 +146,31 @@ extension JobPlanner {
         guard begun else { throw RequestRefused("there is no running backup job \(id) (restores cannot be cancelled yet)") }
         try await runBlocking { try repository.abandonBackup(id) }
         return [.result(JobResult(job: job, status: .cancelled, backupId: id, details: ["cancelledBy": request.requestId]))]
+    }
+}
+
+extension JobPlanner {
+    /// Whether `path`, with its symbolic links resolved as far as it exists, lies inside one of
+    /// `roots` (resolved likewise): `..` and links cannot lead out.
+    static func isInside(_ path: String, _ roots: [String]) -> Bool {
+        let resolved = resolve(path)
+        return roots.contains { root in
+            let base = resolve(root)
+            return resolved == base || resolved.hasPrefix(base.hasSuffix("/") ? base : base + "/")
+        }
+    }
+
+    /// The real path of the longest existing prefix of `path`, with the rest appended.
+    private static func resolve(_ path: String) -> String {
+        var existing = URL(fileURLWithPath: path).standardized.path
+        var rest: [String] = []
+        while !existing.isEmpty, existing != "/", realpath(existing, nil) == nil {
+            rest.insert((existing as NSString).lastPathComponent, at: 0)
+            existing = (existing as NSString).deletingLastPathComponent
+        }
+        guard let real = realpath(existing, nil) else { return path }
+        defer { free(real) }
+        return ([String(cString: real)] + rest).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
     }
 }
 

@@ -28,7 +28,8 @@ public final class Worker: Sendable {
                                           queues: [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications],
                                           prefetch: configuration.prefetch, name: "lifeboat-intake", logger: logger)
         let requests: any RequestHandler = repository.map {
-            JobPlanner(repository: $0, settings: .init(rangeBytes: configuration.rangeBytes))
+            JobPlanner(repository: $0, settings: .init(rangeBytes: configuration.rangeBytes, fileSourceRoots: configuration.fileSourceRoots,
+                                                        restoreRoots: configuration.restoreRoots))
         } ?? AcceptOnlyRequestHandler()
         intake = Intake(consumer: intakeConsumer, publisher: publisher, requests: requests, notifications: notifications, logger: logger)
         if let repository {

@@ -16,6 +16,8 @@ import Publisher
 /// | `LIFEBOAT_PREFETCH` | deliveries in hand per worker | 32 |
 /// | `LIFEBOAT_REPOSITORY` | the backup repository's directory (`lifeboat repo init` made it); without it the worker only accepts requests | none |
 /// | `LIFEBOAT_PASSPHRASE_FILE` | passphrase of an encrypted repository | none |
+/// | `LIFEBOAT_FILE_SOURCES` | `:`-separated directories whose image files requests may back up | none |
+/// | `LIFEBOAT_RESTORE_DIRECTORIES` | `:`-separated directories restores to files may write into | none |
 /// | `LIFEBOAT_RANGE_MIB` | MiB per transfer task | 256 |
 /// | `LIFEBOAT_TASK_ATTEMPTS` | tries of a task before its job fails | 5 |
 /// | `LIFEBOAT_TASK_CONCURRENCY` | tasks running at once per worker | 2 |
@@ -29,10 +31,12 @@ public struct WorkerConfiguration: Sendable {
     public var rangeBytes: UInt64
     public var taskAttempts: Int
     public var taskConcurrency: UInt16
+    public var fileSourceRoots: [String]
+    public var restoreRoots: [String]
 
     public init(amqp: AMQPSettings, prefetch: UInt16 = 32, notificationSources: [LifeboatTopology.NotificationSource] = [.nova],
                 repositoryPath: String? = nil, repositoryPassphrase: String? = nil, rangeBytes: UInt64 = 256 << 20,
-                taskAttempts: Int = 5, taskConcurrency: UInt16 = 2) {
+                taskAttempts: Int = 5, taskConcurrency: UInt16 = 2, fileSourceRoots: [String] = [], restoreRoots: [String] = []) {
         self.amqp = amqp
         self.prefetch = prefetch
         self.notificationSources = notificationSources
@@ -41,6 +45,8 @@ public struct WorkerConfiguration: Sendable {
         self.rangeBytes = rangeBytes
         self.taskAttempts = taskAttempts
         self.taskConcurrency = taskConcurrency
+        self.fileSourceRoots = fileSourceRoots
+        self.restoreRoots = restoreRoots
     }
 
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> WorkerConfiguration {
@@ -69,7 +75,8 @@ public struct WorkerConfiguration: Sendable {
             amqp: amqp, prefetch: prefetch, notificationSources: sources, repositoryPath: environment["LIFEBOAT_REPOSITORY"],
             repositoryPassphrase: passphrase, rangeBytes: UInt64(try number("LIFEBOAT_RANGE_MIB", 256, 1...65_536)) << 20,
             taskAttempts: try number("LIFEBOAT_TASK_ATTEMPTS", 5, 1...100),
-            taskConcurrency: UInt16(try number("LIFEBOAT_TASK_CONCURRENCY", 2, 1...256)))
+            taskConcurrency: UInt16(try number("LIFEBOAT_TASK_CONCURRENCY", 2, 1...256)),
+            fileSourceRoots: paths(environment["LIFEBOAT_FILE_SOURCES"]), restoreRoots: paths(environment["LIFEBOAT_RESTORE_DIRECTORIES"]))
     }
 
     /// The broker settings alone: what the CLI's send and watch commands need.
@@ -94,6 +101,10 @@ public struct WorkerConfiguration: Sendable {
             settings.heartbeatSeconds = seconds
         }
         return settings
+    }
+
+    private static func paths(_ text: String?) -> [String] {
+        (text ?? "").split(separator: ":").map(String.init).filter { $0.hasPrefix("/") }
     }
 
     /// `nova=versioned_notifications.info,notifications.info;openstack=notifications.info`
