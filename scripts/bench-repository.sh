@@ -57,9 +57,11 @@ PY
 sync
 
 # run NAME CMD...: wall seconds and peak RSS (KiB) of one command into $WORK/NAME.{secs,rss}
+# Each run starts after a sync, so no tool waits behind the previous tool's writeback.
 run() {
   local name=$1; shift
   local start end
+  sync
   start=$(date +%s.%N)
   /usr/bin/time -v -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || {
     echo "bench-repository: $name failed:" >&2; tail -20 "$WORK/$name.err" >&2; exit 1; }

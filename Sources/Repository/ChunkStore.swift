@@ -2,23 +2,31 @@
 /// stores, fetches and checks chunks.
 extension Repository {
     /// Stores one chunk unless it is all zeros or already present, and returns its index entry.
+    /// With `deferred`, a new chunk is only staged (`RepositoryBackend.stage`) and returned as
+    /// `staged`: the caller must publish it before anything durable refers to it.
     ///
     /// No lock: the object name is the content's id, so racing writers store identical bytes
     /// and the backend's atomic put makes the last rename harmless. A chunk already present
     /// is touched, so that garbage collection's grace period counts from this reuse (see
     /// `collectGarbage`); if it vanished between checks, it is simply stored again.
-    func storeChunk(_ data: UnsafeRawBufferPointer, codec: ChunkCodec) throws -> (entry: IndexEntry, isNew: Bool) {
-        if ChunkCodec.isZero(data) { return (.zero, false) }
+    func storeChunk(_ data: UnsafeRawBufferPointer, codec: ChunkCodec,
+                    deferred: Bool = false) throws -> (entry: IndexEntry, isNew: Bool, staged: StagedObject?) {
+        if ChunkCodec.isZero(data) { return (.zero, false, nil) }
         let id = ChunkCodec.id(of: data, sealer: sealer)
         let name = ObjectNames.chunk(id)
         if let existing = try backend.touch(name) {
-            return (IndexEntry(id: id, storedSize: UInt32(existing.size)), false)
+            return (IndexEntry(id: id, storedSize: UInt32(existing.size)), false, nil)
         }
+        var staged: StagedObject?
         let stored = try codec.encode(data, id: id, sealer: sealer) { object in
-            try backend.put(name, object)
+            if deferred {
+                staged = try backend.stage(name, object)
+            } else {
+                try backend.put(name, object)
+            }
             return object.count
         }
-        return (IndexEntry(id: id, storedSize: UInt32(stored)), true)
+        return (IndexEntry(id: id, storedSize: UInt32(stored)), true, staged)
     }
 
     /// Fetches and checks chunk `id` of `length` plain bytes into the codec's buffer.

@@ -48,11 +48,12 @@ func printJSON(_ value: some Encodable) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-/// `backup --delay-ms`: one chunk at a time, pausing after each stored chunk.
+/// `backup --delay-ms`: one chunk at a time, pausing after each stored chunk. Each chunk is
+/// durable and visible before the pause (no batching), so a test can watch them arrive.
 func slowBackup(_ repo: Repository, image: String, backup: String, disk: String, parent: String?, delayMs: Int) throws {
     let data = try Data(contentsOf: URL(fileURLWithPath: image))
     try repo.beginBackup(backup, parent: parent)
-    let writer = try repo.rangeWriter(backup: backup, disk: disk, offset: 0, length: UInt64(data.count))
+    let writer = try repo.rangeWriter(backup: backup, disk: disk, offset: 0, length: UInt64(data.count), batchBytes: 0)
     var offset = 0
     while offset < data.count {
         let end = min(offset + repo.chunkSize, data.count)

@@ -20,8 +20,54 @@ public struct FileSystemBackend: RepositoryBackend {
 
     public func put(_ name: String, _ data: UnsafeRawBufferPointer) throws {
         let final = path(name)
+        let temporary = try writeTemporary(for: final, data, sync: true)
+        if rename(temporary, final) != 0 {
+            let error = POSIX.error("rename", final)
+            unlink(temporary)
+            throw error
+        }
+        try POSIX.fsyncDirectory(POSIX.parentDirectory(final))
+    }
+
+    /// Writes the temporary under its unique name beside `final` and starts its writeback,
+    /// without waiting for it: `publish` fsyncs it later, by then mostly written.
+    public func stage(_ name: String, _ data: UnsafeRawBufferPointer) throws -> StagedObject {
+        StagedObject(name: name, location: try writeTemporary(for: path(name), data, sync: false))
+    }
+
+    /// fsync every temporary (one journal commit covers most of them, and their writeback
+    /// was started when staged), then rename each over its name, then fsync each directory
+    /// once. The staged files' pages are dropped from the page cache once durable: chunks are
+    /// write-once and rarely read soon, so caching them would only evict more useful pages
+    /// (and on VMs whose free memory goes back to the host, fresh pages cost a fault each).
+    /// Only after the first step may a name appear: a crash may lose a rename, never
+    /// leave a named object with missing content that a writer would then deduplicate against.
+    public func publish(_ objects: [StagedObject]) throws {
+        let staged = objects.compactMap { object in object.location.map { (temporary: $0, final: path(object.name)) } }
+        do {
+            for object in staged {
+                let fd = try POSIX.open(object.temporary, O_RDONLY)
+                defer { POSIX.close(fd) }
+                try POSIX.fsync(fd, path: object.temporary)
+                POSIX.dropCache(fd)
+            }
+            var directories = Set<String>()
+            for object in staged {
+                if rename(object.temporary, object.final) != 0 { throw POSIX.error("rename", object.final) }
+                directories.insert(POSIX.parentDirectory(object.final))
+            }
+            for directory in directories { try POSIX.fsyncDirectory(directory) }
+        } catch {
+            for object in staged { unlink(object.temporary) } // the renamed ones are gone already: harmless
+            throw error
+        }
+    }
+
+    /// A new uniquely named temporary in `final`'s directory (created if missing) holding
+    /// `data`: fsynced when `sync`, else with its writeback started.
+    private func writeTemporary(for final: String, _ data: UnsafeRawBufferPointer, sync: Bool) throws -> String {
         let directory = POSIX.parentDirectory(final)
-        let temporary = directory + "/" + Self.temporaryPrefix + ObjectNames.leaf(name) + "-" + Self.uniqueSuffix()
+        let temporary = directory + "/" + Self.temporaryPrefix + ObjectNames.leaf(final) + "-" + Self.uniqueSuffix()
         let fd: Int32
         do {
             fd = try POSIX.open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
@@ -29,17 +75,19 @@ public struct FileSystemBackend: RepositoryBackend {
             try POSIX.makeDirectories(directory)
             fd = try POSIX.open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         }
+        defer { POSIX.close(fd) }
         do {
             try POSIX.writeAll(fd, data, path: temporary)
-            try POSIX.fsync(fd, path: temporary)
-            POSIX.close(fd)
-            if rename(temporary, final) != 0 { throw POSIX.error("rename", final) }
+            if sync {
+                try POSIX.fsync(fd, path: temporary)
+            } else {
+                POSIX.startWriteback(fd)
+            }
         } catch {
-            POSIX.close(fd)
             unlink(temporary)
             throw error
         }
-        try POSIX.fsyncDirectory(directory)
+        return temporary
     }
 
     public func get(_ name: String) throws -> [UInt8] {

@@ -48,6 +48,33 @@ public protocol RepositoryBackend: Sendable {
 
     /// Removes leftovers of interrupted puts older than `date`; returns how many.
     func removeTemporaries(olderThan date: Date) throws -> Int
+
+    /// First half of a deferred put: writes `data` somewhere invisible under `name` and
+    /// returns at once, durable or not. Nothing is visible until `publish` takes it; an
+    /// object never published is a leftover that `removeTemporaries` deletes.
+    ///
+    /// Exists for writers of many objects that need them durable only together (a range's
+    /// chunks before its range record): waiting for the disk once per batch instead of once
+    /// per object. The default implementation is a plain durable `put`.
+    func stage(_ name: String, _ data: UnsafeRawBufferPointer) throws -> StagedObject
+
+    /// Second half: makes every staged object durable, then visible under its name, then
+    /// the names durable, so that an object is never visible under its name (where writers
+    /// would deduplicate against it) before its content survives a crash. When it returns,
+    /// each object is as if `put`. Each staged object must be published at most once.
+    func publish(_ objects: [StagedObject]) throws
+}
+
+/// An object written by `RepositoryBackend.stage` and not yet published.
+public struct StagedObject: Sendable {
+    public let name: String
+    /// Where the backend keeps it until published; nil when it is already stored under `name`.
+    public let location: String?
+
+    public init(name: String, location: String?) {
+        self.name = name
+        self.location = location
+    }
 }
 
 extension RepositoryBackend {
@@ -56,4 +83,12 @@ extension RepositoryBackend {
     public func put(_ name: String, _ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try put(name, $0) }
     }
+
+    /// Backends without a cheaper way store at once: publishing is then a no-op.
+    public func stage(_ name: String, _ data: UnsafeRawBufferPointer) throws -> StagedObject {
+        try put(name, data)
+        return StagedObject(name: name, location: nil)
+    }
+
+    public func publish(_ objects: [StagedObject]) throws {}
 }

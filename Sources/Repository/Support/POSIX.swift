@@ -61,6 +61,37 @@ enum POSIX {
         if Glibc.fsync(fd) != 0 { throw error("fsync", path) }
     }
 
+    /// Asks the kernel to start writing the file's dirty pages now, without waiting, so a
+    /// later fsync has little left to do. Only a hint: where unsupported it does nothing.
+    static func startWriteback(_ fd: Int32, offset: UInt64 = 0, length: Int = 0) {
+        _ = syncFileRange?(fd, Int64(offset), Int64(length), syncFileRangeWrite)
+    }
+
+    /// Waits until `[offset, offset + length)` is written back (starting it if needed), then
+    /// drops those pages from the page cache. Only dirty pages are ever at risk of loss, and
+    /// DONTNEED never drops those, so this is a hint that cannot lose data; it is not an fsync.
+    static func writeBehind(_ fd: Int32, offset: UInt64, length: Int) {
+        _ = syncFileRange?(fd, Int64(offset), Int64(length), syncFileRangeWaitBefore | syncFileRangeWrite | syncFileRangeWaitAfter)
+        _ = posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_DONTNEED)
+    }
+
+    /// Drops the file's clean pages from the page cache (a hint; failures are ignored).
+    static func dropCache(_ fd: Int32) {
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    }
+
+    /// sync_file_range(2) and lseek's SEEK_DATA/SEEK_HOLE are GNU extensions that the Glibc
+    /// module does not export; looked up and spelled out here (Linux ABI values) rather than
+    /// adding a C target for three names.
+    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
+    private static let syncFileRange: SyncFileRange? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sync_file_range")
+        .map { unsafeBitCast($0, to: SyncFileRange.self) }
+    private static let syncFileRangeWaitBefore: UInt32 = 1
+    private static let syncFileRangeWrite: UInt32 = 2
+    private static let syncFileRangeWaitAfter: UInt32 = 4
+    static let seekData: Int32 = 3
+    static let seekHole: Int32 = 4
+
     /// Makes a rename or unlink inside `directory` durable.
     static func fsyncDirectory(_ directory: String) throws {
         let fd = try open(directory, O_RDONLY | O_DIRECTORY)

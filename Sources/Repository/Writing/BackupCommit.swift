@@ -32,9 +32,12 @@ extension Repository {
         }
     }
 
-    /// A writer for one range of one disk of a begun backup.
-    public func rangeWriter(backup: String, disk: String, offset: UInt64, length: UInt64) throws -> RangeWriter {
-        try RangeWriter(repository: self, backup: backup, disk: disk, offset: offset, length: length)
+    /// A writer for one range of one disk of a begun backup. `batchBytes` sets how many stored
+    /// bytes of new chunks it stages before publishing them (see `RangeWriter`); 0 makes every
+    /// chunk durable and visible before its `write` returns.
+    public func rangeWriter(backup: String, disk: String, offset: UInt64, length: UInt64,
+                            batchBytes: Int = RangeWriter.defaultBatchBytes) throws -> RangeWriter {
+        try RangeWriter(repository: self, backup: backup, disk: disk, offset: offset, length: length, batchBytes: batchBytes)
     }
 
     /// Assembles every disk's index from the range records (and, for an incremental, the

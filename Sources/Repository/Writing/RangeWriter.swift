@@ -7,7 +7,15 @@ import Foundation
 /// written in any order and from several threads at once. `finish` makes the range's
 /// result durable as a small range record, named by the range, so a retried task simply
 /// replaces its earlier record. Nothing is visible to restore until `commitBackup`.
+///
+/// New chunks are staged and published in batches (`RepositoryBackend.stage`/`publish`):
+/// the disk is waited for once per batch, not once per chunk. A chunk is published, so
+/// durable, before `finish` writes the record that refers to it; a crash before that loses
+/// at most the unpublished batch, whose temporaries GC removes.
 public final class RangeWriter: @unchecked Sendable {
+    /// Stored bytes of staged chunks at which a write publishes the batch: large enough that
+    /// the per-batch fsyncs cost little, small enough that a crash loses little work.
+    public static let defaultBatchBytes = 64 << 20
     public let backup: String
     public let disk: String
     public let offset: UInt64
@@ -17,10 +25,17 @@ public final class RangeWriter: @unchecked Sendable {
     private var entries: [Int: RangeEntry] = [:]
     private var idleCodecs: [ChunkCodec] = []
     private var finished = false
+    private let batchBytes: Int
+    private var staged: [StagedObject] = []
+    private var stagedBytes = 0
+    /// A failed publish loses chunks that entries already name: `finish` must then fail.
+    private var publishError: (any Error)?
 
     /// `offset` must be chunk-aligned; the range should end on a chunk boundary or at the
-    /// end of the disk. The backup must have been begun with `beginBackup`.
-    init(repository: Repository, backup: String, disk: String, offset: UInt64, length: UInt64) throws {
+    /// end of the disk. The backup must have been begun with `beginBackup`. `batchBytes` 0
+    /// makes each chunk durable before its `write` returns.
+    init(repository: Repository, backup: String, disk: String, offset: UInt64, length: UInt64,
+         batchBytes: Int = RangeWriter.defaultBatchBytes) throws {
         try ObjectNames.validate(backup)
         try ObjectNames.validate(disk)
         guard offset % UInt64(repository.chunkSize) == 0 else {
@@ -34,6 +49,7 @@ public final class RangeWriter: @unchecked Sendable {
         self.disk = disk
         self.offset = offset
         self.length = length
+        self.batchBytes = batchBytes
     }
 
     /// Stores the chunk at disk offset `chunkOffset`. It must be a whole chunk, except the
@@ -51,9 +67,19 @@ public final class RangeWriter: @unchecked Sendable {
         }
         let codec = takeCodec()
         defer { returnCodec(codec) }
-        let stored = try repository.storeChunk(data, codec: codec)
+        let stored = try repository.storeChunk(data, codec: codec, deferred: batchBytes > 0)
         let position = Int(chunkOffset / UInt64(size))
-        record(RangeEntry(position: position, entry: stored.entry, length: data.count, isNew: stored.isNew))
+        let batch: [StagedObject]? = lock.withLock {
+            precondition(!finished, "RangeWriter used after finish()")
+            entries[position] = RangeEntry(position: position, entry: stored.entry, length: data.count, isNew: stored.isNew)
+            guard let object = stored.staged else { return nil }
+            staged.append(object)
+            stagedBytes += Int(stored.entry.storedSize)
+            guard stagedBytes >= batchBytes else { return nil }
+            defer { staged = []; stagedBytes = 0 }
+            return staged
+        }
+        if let batch { try publish(batch) }
     }
 
     /// Records `[zeroOffset, zeroOffset + zeroLength)` as zeros without reading it, for
@@ -73,14 +99,19 @@ public final class RangeWriter: @unchecked Sendable {
         }
     }
 
-    /// Makes the range durable as its range record. Chunks are already durable (the backend's
-    /// put fsyncs), so once this returns the range survives a crash of this process.
+    /// Makes the range durable as its range record: first publishes the chunks still staged
+    /// (durable once that returns), then writes the record, so a record never names a chunk
+    /// that a crash could lose. Once this returns the range survives a crash of this process.
+    /// Call it after every `write` has returned.
     public func finish() throws {
-        let record: RangeRecord = lock.withLock {
+        let (record, batch, failure) = lock.withLock {
             finished = true
-            return RangeRecord(chunkSize: repository.chunkSize, offset: offset, length: length,
-                               entries: entries.values.sorted { $0.position < $1.position })
+            defer { staged = []; stagedBytes = 0 }
+            return (RangeRecord(chunkSize: repository.chunkSize, offset: offset, length: length,
+                                entries: entries.values.sorted { $0.position < $1.position }), staged, publishError)
         }
+        if let failure { throw failure }
+        try publish(batch)
         let name = ObjectNames.rangeRecord(backup, disk, offset: offset, length: length)
         try repository.putObject(name, record.encoded())
     }
@@ -99,6 +130,15 @@ public final class RangeWriter: @unchecked Sendable {
                 }
             }
             return p
+        }
+    }
+
+    private func publish(_ batch: [StagedObject]) throws {
+        do {
+            try repository.backend.publish(batch)
+        } catch {
+            lock.withLock { if publishError == nil { publishError = error } }
+            throw error
         }
     }
 
