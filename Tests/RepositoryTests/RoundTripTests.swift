@@ -15,6 +15,29 @@ final class RoundTripTests: XCTestCase {
 
     override func tearDown() { scratch = nil }
 
+    /// `lifeboat repo restore-to-file --format qcow2`: qemu-img reads back the same guest bytes.
+    func testRestoreToQcow2HoldsTheSameGuestContent() throws {
+        let qemuImg = "/usr/bin/qemu-img"
+        guard FileManager.default.isExecutableFile(atPath: qemuImg) else {
+            if ProcessInfo.processInfo.environment["LIFEBOAT_STRICT_TESTS"] != nil { XCTFail("qemu-img is not installed") }
+            throw XCTSkip("qemu-img is not installed (scripts/test.sh installs qemu-utils)")
+        }
+        var rng = SeededBytes(seed: 9)
+        let data = [UInt8](repeating: 0, count: 3 * chunk) + rng.bytes(5 * chunk + 100) + textBytes(2 * chunk, seed: 4)
+        _ = try backUp(repo, data, backup: "b1", scratch: scratch)
+        let qcow2 = scratch.file("disk.qcow2")
+        try repo.restoreQcow2(backup: "b1", disk: "vda", to: qcow2)
+        let back = scratch.file("back.raw")
+        let convert = Process()
+        convert.executableURL = URL(fileURLWithPath: qemuImg)
+        convert.arguments = ["convert", "-f", "qcow2", "-O", "raw", qcow2, back]
+        try convert.run()
+        convert.waitUntilExit()
+        XCTAssertEqual(convert.terminationStatus, 0)
+        XCTAssertEqual(try readFile(back), data)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: qcow2 + ".raw-\(getpid())"), "the temporary raw file is gone")
+    }
+
     func testRandomDataWithPartialLastChunk() throws {
         var rng = SeededBytes(seed: 1)
         let data = rng.bytes(20 * chunk + 12345)
