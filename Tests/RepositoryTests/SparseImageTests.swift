@@ -62,13 +62,14 @@ final class SparseImageTests: XCTestCase {
         let size = 8 * chunk + 100
         let path = try sparseImage(size: size, [(2 * chunk + 10, [1, 2, 3]), (7 * chunk, [UInt8](repeating: 9, count: chunk + 100))])
         guard allocatedBytes(path) < size / 2 else { throw XCTSkip("this filesystem stored the file without holes") }
-        let fd = open(path, O_RDONLY)
-        defer { close(fd) }
-        let all = try Repository.dataChunks(fd, path: path, offset: 0, length: UInt64(size), chunkSize: UInt64(chunk))
+        let source = try LocalImageSource(path: path)
+        XCTAssertEqual(source.size, UInt64(size))
+        let all = Repository.dataChunks(try source.dataExtents(offset: 0, length: UInt64(size)), offset: 0, length: UInt64(size),
+                                        chunkSize: UInt64(chunk))
         XCTAssertEqual(all, [false, false, true, false, false, false, false, true, true])
         // A range starting mid-file sees the same chunks, numbered from its start.
-        let tail = try Repository.dataChunks(fd, path: path, offset: UInt64(2 * chunk), length: UInt64(size - 2 * chunk),
-                                             chunkSize: UInt64(chunk))
+        let tail = Repository.dataChunks(try source.dataExtents(offset: UInt64(2 * chunk), length: UInt64(size - 2 * chunk)),
+                                         offset: UInt64(2 * chunk), length: UInt64(size - 2 * chunk), chunkSize: UInt64(chunk))
         XCTAssertEqual(tail, [true, false, false, false, false, true, true])
     }
 }

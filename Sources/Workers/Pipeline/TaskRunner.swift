@@ -92,7 +92,10 @@ public final class TaskRunner: Sendable {
         let repository = self.repository
         let staged = try await runBlocking { () -> [StagedRange] in
             do {
-                try repository.backupRange(of: disk.path, backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
+                // The local-file strategy's block source; the libvirt, RBD and attachment
+                // strategies hand over theirs here.
+                let source = try LocalImageSource(path: disk.path)
+                try repository.backupRange(from: source, backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
             } catch RepositoryError.backupNotBegun {
                 throw JobAbandoned()
             } catch {
