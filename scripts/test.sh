@@ -31,4 +31,20 @@ eval "$(scripts/broker.sh env)"
 export LIFEBOAT_STRICT_TESTS=1
 
 log "testing"
-"$SWIFT" test --skip-build "$@"
+# Every test is XCTest; Swift Testing would only add a closing "0 tests" line.
+set +e
+"$SWIFT" test --skip-build --disable-swift-testing "$@" 2>&1 | tee "$LIFEBOAT_RUN_DIR/test.log"
+status=${PIPESTATUS[0]}
+set -e
+trap - EXIT
+scripts/broker.sh stop
+# The closing line, in the plain form any CI reads: "N passed, N failed".
+if summary=$(grep -a -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$LIFEBOAT_RUN_DIR/test.log" | tail -n 1) && [ -n "$summary" ]; then
+    total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
+    failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
+    echo "$((total - failed)) passed, $failed failed"
+else
+    echo "0 passed, 0 failed"
+    [ "$status" -ne 0 ] || status=1  # no test ran: that is a failure here
+fi
+exit "$status"
