@@ -162,6 +162,9 @@ public struct BackupRequest: LifeboatMessage, Hashable {
     public static let messageType = "backup.request"
     public static let supportedVersions = 1...1
 
+    /// The `type` field, written with every message so a reader knows what it holds.
+    public let type = BackupRequest.messageType
+
     public var version: Int
     /// The idempotency key: a request sent twice with the same id is one job.
     public var requestId: String
@@ -208,20 +211,5 @@ public struct BackupRequest: LifeboatMessage, Hashable {
         if let priority { try Validate.range(priority, 0...9, at: decoder.path(CodingKeys.priority)) }
         labels = try c.optionalLabels(.labels)
         requestedBy = try c.decodeIfPresent(Principal.self, forKey: .requestedBy)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(Self.messageType, forKey: .type)
-        try c.encode(version, forKey: .version)
-        try c.encode(requestId, forKey: .requestId)
-        try c.encode(project, forKey: .project)
-        try c.encode(instance, forKey: .instance)
-        try c.encode(mode, forKey: .mode)
-        try c.encodeIfPresent(source, forKey: .source)
-        try c.encodeIfPresent(policy, forKey: .policy)
-        try c.encodeIfPresent(priority, forKey: .priority)
-        try c.encodeIfPresent(labels, forKey: .labels)
-        try c.encodeIfPresent(requestedBy, forKey: .requestedBy)
     }
 }

@@ -5,6 +5,9 @@ public struct CancelRequest: LifeboatMessage, Hashable {
     public static let messageType = "cancel.request"
     public static let supportedVersions = 1...1
 
+    /// The `type` field, written with every message so a reader knows what it holds.
+    public let type = CancelRequest.messageType
+
     public var version: Int
     public var requestId: String
     public var jobId: String
@@ -29,15 +32,5 @@ public struct CancelRequest: LifeboatMessage, Hashable {
         jobId = try c.identifier(.jobId)
         project = try c.identifier(.project)
         requestedBy = try c.decodeIfPresent(Principal.self, forKey: .requestedBy)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(Self.messageType, forKey: .type)
-        try c.encode(version, forKey: .version)
-        try c.encode(requestId, forKey: .requestId)
-        try c.encode(jobId, forKey: .jobId)
-        try c.encode(project, forKey: .project)
-        try c.encodeIfPresent(requestedBy, forKey: .requestedBy)
     }
 }

@@ -115,6 +115,9 @@ public struct JobResult: LifeboatMessage, Hashable {
     public static let messageType = "result"
     public static let supportedVersions = 1...1
 
+    /// The `type` field, written with every message so a reader knows what it holds.
+    public let type = JobResult.messageType
+
     public var version: Int
     /// Unique per result, so a monitor can drop a duplicate.
     public var resultId: String
@@ -167,22 +170,6 @@ public struct JobResult: LifeboatMessage, Hashable {
         if (status == .failed || status == .rejected) && reason == nil {
             throw EventDecodingError.missingField(path: "reason")
         }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(Self.messageType, forKey: .type)
-        try c.encode(version, forKey: .version)
-        try c.encode(resultId, forKey: .resultId)
-        try c.encodeIfPresent(job, forKey: .job)
-        try c.encode(status, forKey: .status)
-        try c.encode(at, forKey: .at)
-        try c.encodeIfPresent(reason, forKey: .reason)
-        try c.encodeIfPresent(task, forKey: .task)
-        try c.encodeIfPresent(progress, forKey: .progress)
-        try c.encodeIfPresent(backupId, forKey: .backupId)
-        try c.encodeIfPresent(rejected, forKey: .rejected)
-        try c.encodeIfPresent(details, forKey: .details)
     }
 
     /// `project.instance.job.status`: a monitor binds `p1.#` for a project, `*.i1.#` for an

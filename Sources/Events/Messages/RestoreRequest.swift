@@ -93,6 +93,9 @@ public struct RestoreRequest: LifeboatMessage, Hashable {
     public static let messageType = "restore.request"
     public static let supportedVersions = 1...1
 
+    /// The `type` field, written with every message so a reader knows what it holds.
+    public let type = RestoreRequest.messageType
+
     public var version: Int
     public var requestId: String
     /// The project the backup belongs to (results are routed by it).
@@ -130,17 +133,5 @@ public struct RestoreRequest: LifeboatMessage, Hashable {
             try BackupSource.checkDiskList(disks, at: decoder.path(CodingKeys.disks))
         }
         requestedBy = try c.decode(Principal.self, forKey: .requestedBy)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(Self.messageType, forKey: .type)
-        try c.encode(version, forKey: .version)
-        try c.encode(requestId, forKey: .requestId)
-        try c.encode(project, forKey: .project)
-        try c.encode(backupId, forKey: .backupId)
-        try c.encode(target, forKey: .target)
-        try c.encodeIfPresent(disks, forKey: .disks)
-        try c.encode(requestedBy, forKey: .requestedBy)
     }
 }

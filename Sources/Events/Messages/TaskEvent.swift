@@ -88,6 +88,9 @@ public struct TaskEvent: LifeboatMessage, Hashable {
     public static let messageType = "task"
     public static let supportedVersions = 1...1
 
+    /// The `type` field, written with every message so a reader knows what it holds.
+    public let type = TaskEvent.messageType
+
     public var version: Int
     public var taskId: String
     public var job: JobReference
@@ -123,18 +126,5 @@ public struct TaskEvent: LifeboatMessage, Hashable {
         range = try c.decodeIfPresent(ByteRange.self, forKey: .range)
         parameters = try c.decodeIfPresent([String: JSONValue].self, forKey: .parameters)
         createdAt = try c.decode(Date.self, forKey: .createdAt)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(Self.messageType, forKey: .type)
-        try c.encode(version, forKey: .version)
-        try c.encode(taskId, forKey: .taskId)
-        try c.encode(job, forKey: .job)
-        try c.encode(kind, forKey: .kind)
-        try c.encodeIfPresent(disk, forKey: .disk)
-        try c.encodeIfPresent(range, forKey: .range)
-        try c.encodeIfPresent(parameters, forKey: .parameters)
-        try c.encode(createdAt, forKey: .createdAt)
     }
 }
