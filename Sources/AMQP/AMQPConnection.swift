@@ -135,8 +135,6 @@ public final class AMQPConnection {
         }
     }
 
-    public var isChannelOpen: Bool { channelOpen }
-
     /// Closes politely (so the broker logs no error), then frees the connection.
     public func close() {
         if isOpen && !destroyed {

@@ -19,10 +19,6 @@ public final class LifeboatPublisher: Sendable {
     public func send(_ request: RestoreRequest) async throws(AMQPError) { try await send(.restore(request)) }
     public func send(_ request: CancelRequest) async throws(AMQPError) { try await send(.cancel(request)) }
 
-    public func publish(_ result: JobResult) async throws(AMQPError) {
-        try await confirming.publish(.result(result))
-    }
-
     public func publish(_ task: TaskEvent) async throws(AMQPError) {
         try await confirming.publish(.task(task))
     }
