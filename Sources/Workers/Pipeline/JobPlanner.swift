@@ -67,12 +67,14 @@ public struct JobPlanner: RequestHandler {
             return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
                     .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
         }
-        let sized = try disks.map { disk in
-            guard let attributes = try? FileManager.default.attributesOfItem(atPath: disk.path),
-                  let size = (attributes[.size] as? NSNumber)?.uint64Value else {
-                throw RequestRefused("disk \(disk.name): cannot read \(disk.path)")
+        // Sized the way the transfers will read it (a block device's size is its end, not st_size).
+        let sized = try await runBlocking {
+            try disks.map { disk in
+                guard let source = try? LocalImageSource(path: disk.path) else {
+                    throw RequestRefused("disk \(disk.name): cannot read \(disk.path)")
+                }
+                return BackupPlan.Disk(name: disk.name, path: disk.path, size: source.size)
             }
-            return BackupPlan.Disk(name: disk.name, path: disk.path, size: size)
         }
         var details: [String: String] = [:]
         var parent: String?
