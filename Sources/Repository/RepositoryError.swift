@@ -23,6 +23,11 @@ public enum RepositoryError: Error, Equatable, CustomStringConvertible {
     /// Commit found chunk positions no range record supplied and no parent could fill.
     case incompleteDisk(backup: String, disk: String, missingOffsets: [UInt64])
     case damagedChunk(DamagedChunk)
+    /// A streaming source delivered other bytes than the pieces asked for (a stream cut short).
+    case sourceShortRead(disk: String, offset: UInt64, expected: UInt64, received: UInt64)
+    /// An incremental was streamed into a backup whose parent has no index of the same size
+    /// for this disk: the strategy must fall back to a full.
+    case incrementalWithoutParent(backup: String, disk: String)
     case emptyRetentionPolicy
     case externalToolFailed(String)
     case system(operation: String, path: String, errno: Int32)
@@ -48,6 +53,10 @@ public enum RepositoryError: Error, Equatable, CustomStringConvertible {
         case .incompleteDisk(let b, let d, let m):
             "backup \(b) disk \(d): \(m.count) chunk(s) never written and no parent to take them from (first at offset \(m.first ?? 0))"
         case .damagedChunk(let d): d.description
+        case .sourceShortRead(let d, let o, let e, let r):
+            "disk \(d): the source delivered \(r) of \(e) bytes for the chunk at offset \(o) (stream cut short or misordered)"
+        case .incrementalWithoutParent(let b, let d):
+            "backup \(b) disk \(d): an incremental needs a parent backup holding this disk at the same size"
         case .emptyRetentionPolicy: "the retention policy keeps nothing: refusing to prune every backup"
         case .externalToolFailed(let m): m
         case .system(let op, let p, let e): "\(op) \(p): \(String(cString: strerror(e)))"

@@ -68,3 +68,25 @@ public final class LocalImageSource: BlockSource {
         guard got == buffer.count else { throw RepositoryError.system(operation: "read (image shrank)", path: path, errno: EIO) }
     }
 }
+
+/// A local image streams too: its extents are its data extents, read front to back. What the
+/// tests use to check the streaming path against the same file's random-access backup.
+extension LocalImageSource: StreamingBlockSource {
+    public func extents(offset: UInt64, length: UInt64) throws -> [Range<UInt64>] {
+        try dataExtents(offset: offset, length: length)
+    }
+
+    public func stream(_ pieces: [Range<UInt64>], into deliver: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        for piece in pieces {
+            var at = piece.lowerBound
+            while at < piece.upperBound {
+                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(min(UInt64(buffer.count), piece.upperBound - at))])
+                try read(at: at, into: part)
+                try deliver(at, UnsafeRawBufferPointer(part))
+                at += UInt64(part.count)
+            }
+        }
+    }
+}
