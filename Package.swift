@@ -51,9 +51,12 @@ let package = Package(
             "Compression",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // The libvirt strategy's hypervisor side: virsh and qemu-img over SSH, domain XML,
+        // and the block source that reads a frozen image chain.
+        .target(name: "Libvirt", dependencies: ["Repository", "SSH"]),
         // Intake, planner, task runners, strategies: the worker runtime.
         .target(name: "Workers", dependencies: [
-            "AMQP", "Events", "Publisher", "Repository", "SSH", "Ceph", "OpenStack",
+            "AMQP", "Events", "Publisher", "Repository", "SSH", "Libvirt", "Ceph", "OpenStack",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -78,6 +81,7 @@ let package = Package(
             "AMQP", "Publisher", "Events", "Workers", "Repository", "OpenStack", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
+        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Repository", "SSH"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,93 @@
+import Foundation
+
+/// A KVM hypervisor as the libvirt strategy drives it: `virsh` and `qemu-img` run over a
+/// `HostShell`, so nothing of Lifeboat's needs to be installed there.
+public struct Hypervisor {
+    /// The name the operator configured (used in messages and saved with backups).
+    public let name: String
+    public let shell: any HostShell
+    /// libvirt's connection URI on the hypervisor.
+    public let uri: String
+
+    public init(name: String, shell: any HostShell, uri: String = "qemu:///system") {
+        self.name = name
+        self.shell = shell
+        self.uri = uri
+    }
+
+    /// Runs a command there and returns its stdout; a failure throws with its stderr.
+    @discardableResult
+    public func run(_ arguments: [String], input: Data? = nil) throws -> ShellResult {
+        let command = Shell.command(arguments)
+        let result = try shell.run(command, input: input)
+        guard result.status == 0 else { throw HostCommandFailed(host: name, command: command, status: result.status, stderr: result.stderr) }
+        return result
+    }
+
+    @discardableResult
+    public func virsh(_ arguments: [String], input: Data? = nil) throws -> ShellResult {
+        try run(["virsh", "-q", "-c", uri] + arguments, input: input)
+    }
+
+    /// The domain's XML: live (with the current backing chains) or as defined (`inactive`).
+    public func domain(_ domain: String, inactive: Bool = false) throws -> DomainDescription {
+        do {
+            return try DomainDescription(xml: try virsh(["dumpxml"] + (inactive ? ["--inactive"] : []) + ["--", domain]).output)
+        } catch let failure as HostCommandFailed where failure.stderr.contains("failed to get domain") || failure.stderr.contains("Domain not found") {
+            throw LibvirtError.domainNotFound(host: name, domain: domain)
+        }
+    }
+
+    public func isRunning(_ domain: String) throws -> Bool {
+        do {
+            return try virsh(["domstate", "--", domain]).output.trimmingCharacters(in: .whitespacesAndNewlines) == "running"
+        } catch let failure as HostCommandFailed where failure.stderr.contains("failed to get domain") || failure.stderr.contains("Domain not found") {
+            throw LibvirtError.domainNotFound(host: name, domain: domain)
+        }
+    }
+
+    /// Whether the QEMU guest agent answers: only then can a snapshot be quiesced.
+    public func guestAgentAnswers(_ domain: String) -> Bool {
+        (try? virsh(["qemu-agent-command", "--timeout", "5", "--", domain, #"{"execute":"guest-ping"}"#])) != nil
+    }
+
+    /// An external disk-only snapshot of `overlays` (target → new overlay file), atomic, with no
+    /// libvirt snapshot metadata (Lifeboat keeps track itself); other disks are left out.
+    public func snapshot(_ domain: String, name snapshotName: String, overlays: [String: String], skipping: [String],
+                         quiesce: Bool) throws {
+        var arguments = ["snapshot-create-as", "--domain", domain, "--name", snapshotName, "--disk-only", "--atomic", "--no-metadata"]
+        if quiesce { arguments.append("--quiesce") }
+        for (target, file) in overlays.sorted(by: { $0.key < $1.key }) { arguments += ["--diskspec", "\(target),snapshot=external,file=\(file)"] }
+        for target in skipping { arguments += ["--diskspec", "\(target),snapshot=no"] }
+        try virsh(arguments)
+    }
+
+    /// Merges `top` (a file in the middle of the disk's chain) into `base`, the file right
+    /// below it, and deletes `top`. `base` is always named: libvirt's default is the bottom of
+    /// the chain, which for Nova is a base image that other instances share.
+    public func commit(_ domain: String, disk target: String, top: String, base: String) throws {
+        try virsh(["blockcommit", "--domain", domain, "--path", target, "--top", top, "--base", base, "--wait", "--delete", "--verbose"])
+    }
+
+    /// Merges the active overlay into `base` (right below it), switches the disk back to `base`
+    /// and deletes the overlay: undoing a snapshot.
+    public func commitActive(_ domain: String, disk target: String, base: String) throws {
+        try virsh(["blockcommit", "--domain", domain, "--path", target, "--base", base, "--active", "--pivot", "--wait", "--delete", "--verbose"])
+    }
+
+    public func chain(of path: String) throws -> ImageChain {
+        let command = ImageChain.infoCommand(path)
+        let result = try shell.run(command)
+        guard result.status == 0 else { throw HostCommandFailed(host: name, command: command, status: result.status, stderr: result.stderr) }
+        return try ImageChain(qemuImgInfo: result.stdout)
+    }
+
+    public func fileExists(_ path: String) throws -> Bool {
+        try shell.run(Shell.command(["test", "-e", path])).status == 0
+    }
+
+    /// The hypervisor's own idea of its name (saved with backups, with the host key).
+    public func hostname() throws -> String {
+        try virsh(["hostname"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
