@@ -8,11 +8,14 @@ public struct Hypervisor {
     public let shell: any HostShell
     /// libvirt's connection URI on the hypervisor.
     public let uri: String
+    /// The SSH host key that was verified (saved with backups: which machine the data came from).
+    public let hostKeyFingerprint: String?
 
-    public init(name: String, shell: any HostShell, uri: String = "qemu:///system") {
+    public init(name: String, shell: any HostShell, uri: String = "qemu:///system", hostKeyFingerprint: String? = nil) {
         self.name = name
         self.shell = shell
         self.uri = uri
+        self.hostKeyFingerprint = hostKeyFingerprint
     }
 
     /// Runs a command there and returns its stdout; a failure throws with its stderr.

@@ -79,6 +79,24 @@ final class ImageReadingTests: XCTestCase {
         XCTAssertEqual(transferred, (64 << 10) + (2 << 20), "only the overlay's own data clusters cross; zeros do not")
     }
 
+    func testRestoreWritesSparseRawAndQcow2FilesThatMatchTheBackup() throws {
+        let disk = directory + "/disk.qcow2"
+        try sh("qemu-img create -q -f qcow2 \(disk) 40M && qemu-io -f qcow2 -c 'write -P 0x21 1M 3M' -c 'write -P 0x9e 39M 1M' \(disk) > /dev/null")
+        let (expected, _) = try backUp(disk, id: "b", selection: .allData)
+        for format in ["raw", "qcow2"] {
+            let target = directory + "/restored/vda.\(format)"
+            let writer = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format,
+                                               size: try repository.diskSize(backup: "b", disk: "vda"))
+            try repository.streamDisk(backup: "b", disk: "vda", threads: 2) { try writer.write(at: $0, $1) }
+            try writer.finish()
+            XCTAssertEqual(writer.bytesTransferred, 4 << 20, "only non-zero chunks are sent")
+            XCTAssertEqual(try guestView(target), expected, format)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: target + ".lifeboat-partial"))
+            let info = try Hypervisor(name: "local", shell: shell).chain(of: target)
+            XCTAssertEqual(info.layers.map(\.format), [format])
+        }
+    }
+
     func testCompressedClustersAreRefusedClearly() throws {
         let plain = directory + "/plain.raw", packed = directory + "/packed.qcow2"
         try sh("yes lifeboat | head -c 1048576 > \(plain) && qemu-img convert -c -f raw -O qcow2 \(plain) \(packed)")

@@ -68,3 +68,44 @@ extension Repository {
         }
     }
 }
+
+extension Repository {
+    /// Hands the disk's non-zero chunks to `deliver` in ascending order (zero chunks are
+    /// skipped: the target is created sparse), decoding a window of chunks on `threads` threads
+    /// while the previous window is delivered: how a restore streams to a remote target.
+    /// Damaged chunks fail as in `restore(to:)`. Returns the disk's size.
+    @discardableResult
+    public func streamDisk(backup: String, disk: String, threads: Int = 0,
+                           deliver: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> UInt64 {
+        let index = try index(backup: backup, disk: disk)
+        let positions = index.entries.indices.filter { !index.entries[$0].isZero }
+        let workers = threads > 0 ? threads : Parallel.defaultThreads
+        let window = workers * 4
+        let buffers = (0..<window).map { _ in ReadBuffer(size: chunkSize) }
+        var start = 0
+        while start < positions.count {
+            let batch = Array(positions[start..<min(start + window, positions.count)])
+            try Parallel.forEach(count: batch.count, threads: workers, makeState: { self.makeCodec() }) { n, codec in
+                let i = batch[n]
+                let id = index.entries[i].id
+                do throws(ChunkProblem) {
+                    let plain = try loadChunk(id, length: index.length(of: i), codec: codec)
+                    buffers[n].bytes.copyMemory(from: plain)
+                } catch {
+                    throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
+                                                                    offset: index.offset(of: i), problem: error))
+                }
+            }
+            for (n, i) in batch.enumerated() {
+                try deliver(index.offset(of: i), UnsafeRawBufferPointer(rebasing: buffers[n].bytes[0..<index.length(of: i)]))
+            }
+            start += batch.count
+        }
+        return index.diskSize
+    }
+
+    /// The size of one disk of a committed backup.
+    public func diskSize(backup: String, disk: String) throws -> UInt64 {
+        try index(backup: backup, disk: disk).diskSize
+    }
+}

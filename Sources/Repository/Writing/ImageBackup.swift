@@ -73,8 +73,8 @@ extension Repository {
     }
 }
 
-/// A chunk-sized read buffer owned by one worker thread.
-final class ReadBuffer {
+/// A chunk-sized buffer, used by one thread at a time (handed over, never shared).
+final class ReadBuffer: @unchecked Sendable {
     let bytes: UnsafeMutableRawBufferPointer
 
     init(size: Int) { bytes = .allocate(byteCount: size, alignment: 4096) }

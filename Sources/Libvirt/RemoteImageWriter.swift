@@ -1,0 +1,88 @@
+import Foundation
+
+/// Writes a disk image file on a hypervisor from a stream of data runs, sparse: the file is
+/// created at its full size as a hole, and only non-zero data crosses the network, written
+/// with `dd` at its offset. For qcow2 the raw file is converted there with `qemu-img`. The
+/// image appears under its final name only when whole.
+public final class RemoteImageWriter {
+    public let host: String
+    public let path: String
+    public let format: String
+    public let size: UInt64
+    private let shell: any HostShell
+    private var partial: String { path + ".lifeboat-partial" }
+    /// Runs (offset, length) whose bytes are buffered for the next `dd` batch.
+    private var runs: [(offset: UInt64, count: UInt64)] = []
+    private var pending = Data()
+    public private(set) var bytesTransferred: UInt64 = 0
+
+    /// Runs per batch: one `sh -c` command line of `dd`s, kept well under SSH's packet size.
+    static let runsPerBatch = 96
+    /// Bytes buffered before a batch is sent.
+    static let batchBytes = 64 << 20
+
+    public init(shell: any HostShell, host: String, path: String, format: String, size: UInt64) throws {
+        guard ["raw", "qcow2"].contains(format) else { throw LibvirtError.unsupportedDisk("cannot write \(format) images, only raw and qcow2") }
+        self.shell = shell
+        self.host = host
+        self.path = path
+        self.format = format
+        self.size = size
+        try run(["mkdir", "-p", (path as NSString).deletingLastPathComponent])
+        try run(["rm", "-f", partial])
+        try run(["truncate", "-s", "\(size)", partial])
+    }
+
+    /// Adds bytes at `offset` (ascending, not overlapping earlier writes).
+    public func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws {
+        if let last = runs.last, last.offset + last.count == offset {
+            runs[runs.count - 1].count += UInt64(bytes.count)
+        } else {
+            if runs.count == Self.runsPerBatch { try flush() }
+            runs.append((offset, UInt64(bytes.count)))
+        }
+        pending.append(contentsOf: bytes)
+        if pending.count >= Self.batchBytes { try flush() }
+    }
+
+    /// Sends what is buffered, then gives the file its final format and name.
+    public func finish() throws {
+        try flush()
+        if format == "qcow2" {
+            let converting = path + ".lifeboat-converting"
+            try run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", partial, converting])
+            try run(["mv", "-f", converting, path])
+            try run(["rm", "-f", partial])
+        } else {
+            try run(["mv", "-f", partial, path])
+        }
+    }
+
+    /// Removes the partial file after a failure.
+    public func discard() {
+        _ = try? shell.run(Shell.command(["rm", "-f", partial, path + ".lifeboat-converting"]))
+    }
+
+    private func flush() throws {
+        guard !runs.isEmpty else { return }
+        let script = runs.map { run in
+            Shell.command(["dd", "of=\(partial)", "bs=1M", "seek=\(run.offset)", "count=\(run.count)", "oflag=seek_bytes",
+                           "iflag=count_bytes,fullblock", "conv=notrunc", "status=none"])
+        }.joined(separator: " && ")
+        let input = try shell.open(Shell.command(["sh", "-c", "set -e; " + script]))
+        try pending.withUnsafeBytes { try input.write($0) }
+        let result = try input.finish()
+        guard result.status == 0 else {
+            throw HostCommandFailed(host: host, command: "dd writes into \(partial)", status: result.status, stderr: result.stderr)
+        }
+        bytesTransferred += UInt64(pending.count)
+        runs.removeAll(keepingCapacity: true)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    private func run(_ arguments: [String]) throws {
+        let command = Shell.command(arguments)
+        let result = try shell.run(command)
+        guard result.status == 0 else { throw HostCommandFailed(host: host, command: command, status: result.status, stderr: result.stderr) }
+    }
+}
