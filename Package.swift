@@ -78,6 +78,8 @@ let package = Package(
             "AMQP", "Publisher", "Events", "Workers", "Repository", "OpenStack", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
+        // Against a real OpenSSH sshd on loopback (scripts/sshd.sh).
+        .testTarget(name: "SSHTests", dependencies: ["SSH", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v6]
 )
