@@ -82,6 +82,8 @@ let package = Package(
         ]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Repository", "SSH"]),
+        // Against a real OpenSSH sshd on loopback (scripts/sshd.sh).
+        .testTarget(name: "SSHTests", dependencies: ["SSH", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,11 +9,13 @@ import XCTest
 /// Each C library links, loads, and its owning Swift type creates and frees its resource.
 /// The deep tests of each live with its strategy (libvirt over SSH, Ceph RBD, OpenStack).
 final class BindingsSmokeTests: XCTestCase {
-    func testLibssh2SessionIsCreatedAndFreed() throws {
+    func testLibssh2LoadsAndReportsARefusedConnection() throws {
         XCTAssertTrue(SSHSession.libraryVersion.hasPrefix("1."), SSHSession.libraryVersion)
-        let session = try SSHSession()
-        session.timeoutMilliseconds = 1500
-        XCTAssertEqual(session.timeoutMilliseconds, 1500)
+        // Port 1 on loopback: nothing listens there.
+        let endpoint = SSHEndpoint(host: "127.0.0.1", port: 1, user: "nobody", authentication: .password("x"), knownHostsFile: "/nonexistent")
+        XCTAssertThrowsError(try SSHSession(connectingTo: endpoint)) { error in
+            guard case .connectFailed(_, 1, _)? = error as? SSHError else { return XCTFail("\(error)") }
+        }
     }
 
     func testLibradosHandleReportsAMissingConfigurationClearly() throws {
