@@ -1,6 +1,7 @@
 import AMQP
 import Events
 import Foundation
+import Libvirt
 import Logging
 import Publisher
 import Repository
@@ -34,10 +35,12 @@ public struct JobPlanner: RequestHandler {
 
     let repository: Repository
     let settings: Settings
+    let hypervisors: HypervisorDirectory
 
-    public init(repository: Repository, settings: Settings = Settings()) {
+    public init(repository: Repository, settings: Settings = Settings(), hypervisors: HypervisorDirectory = HypervisorDirectory()) {
         self.repository = repository
         self.settings = settings
+        self.hypervisors = hypervisors
     }
 
     public func plan(_ request: InboundRequest) async throws -> [OutgoingMessage] {
@@ -49,6 +52,9 @@ public struct JobPlanner: RequestHandler {
     }
 
     private func planBackup(_ request: BackupRequest, job: JobReference) async throws -> [OutgoingMessage] {
+        if case .libvirt(let host, let domain, let disks)? = request.source {
+            return try await planLibvirtBackup(request, job: job, hypervisor: host, domain: domain, disks: disks)
+        }
         guard case .files(let disks)? = request.source else {
             let kind = request.source.map { "the \($0.kind.rawValue) strategy" } ?? "resolving the instance through OpenStack"
             throw RequestRefused("\(kind) is not available yet: this worker backs up image files on its host (source kind \"files\")")
@@ -109,6 +115,9 @@ public struct JobPlanner: RequestHandler {
     }
 
     private func planRestore(_ request: RestoreRequest, job: JobReference) async throws -> [OutgoingMessage] {
+        if case .libvirt(let host, let name, let storage, let start) = request.target {
+            return try await planLibvirtRestore(request, job: job, hypervisor: host, name: name, storageDirectory: storage, start: start)
+        }
         guard case .files(let directory, let format) = request.target else {
             throw RequestRefused("restoring to \(request.target.kind.rawValue) is not available yet: this worker restores to files")
         }
@@ -133,6 +142,75 @@ public struct JobPlanner: RequestHandler {
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + disks.map { disk in
             .task(TaskEvent(taskId: "\(job.jobId).restore.\(disk)", job: job, kind: .restore, disk: disk, parameters: parameters))
         }
+    }
+}
+
+extension JobPlanner {
+    /// A libvirt backup starts with its snapshot task; the hypervisor is only touched there
+    /// (with retries), so planning never waits on SSH.
+    func planLibvirtBackup(_ request: BackupRequest, job: JobReference, hypervisor: String, domain: String,
+                           disks: [String]?) async throws -> [OutgoingMessage] {
+        do {
+            _ = try hypervisors.endpoint(hypervisor)
+        } catch {
+            throw RequestRefused("\(error)")
+        }
+        let backupId = job.jobId
+        let repository = self.repository
+        if try await runBlocking({ try repository.isCommitted(backupId) }) {
+            return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
+                    .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
+        }
+        let order = LibvirtSnapshotOrder(backupId: backupId, hypervisor: hypervisor, domain: domain, disks: disks, mode: request.mode,
+                                         plannedAt: Date().timeIntervalSince1970)
+        return [.result(JobResult(job: job, status: .accepted, backupId: backupId, details: ["hypervisor": hypervisor, "domain": domain])),
+                .task(TaskEvent(taskId: "\(job.jobId).snapshot", job: job, kind: .snapshot, parameters: TaskEvent.parameters(order)))]
+    }
+
+    /// A restore onto a hypervisor: checked there first (the domain name must be free and no
+    /// file may be overwritten), then one restore task per disk.
+    func planLibvirtRestore(_ request: RestoreRequest, job: JobReference, hypervisor: String, name: String?,
+                            storageDirectory: String?, start: Bool) async throws -> [OutgoingMessage] {
+        do {
+            _ = try hypervisors.endpoint(hypervisor)
+        } catch {
+            throw RequestRefused("\(error)")
+        }
+        let repository = self.repository
+        let metadata: BackupMetadata
+        do {
+            metadata = try await runBlocking { try JSONDecoder().decode(BackupMetadata.self, from: try repository.manifest(request.backupId).metadata) }
+        } catch {
+            throw RequestRefused("backup \(request.backupId) does not exist in this repository")
+        }
+        guard let source = metadata.libvirt else {
+            throw RequestRefused("backup \(request.backupId) was not taken from libvirt, so it has no domain to define: restore it to files")
+        }
+        let disks = request.disks ?? metadata.disks
+        if let unknown = disks.first(where: { !metadata.disks.contains($0) }) {
+            throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(metadata.disks.joined(separator: ", ")))")
+        }
+        let domain = name ?? source.domain
+        var files: [String: String] = [:], formats: [String: String] = [:]
+        for disk in disks {
+            let format = source.diskFormats[disk] == "raw" ? "raw" : "qcow2"
+            let directory = storageDirectory ?? ((source.diskFiles[disk] ?? "/var/lib/libvirt/images/x") as NSString).deletingLastPathComponent
+            files[disk] = "\(directory)/\(domain)-\(disk).\(format)"
+            formats[disk] = format
+        }
+        let hypervisors = self.hypervisors, paths = files.values.sorted()
+        let conflict = try await runBlocking { () -> String? in
+            let target = try hypervisors.connect(hypervisor)
+            if (try? target.domain(domain, inactive: true)) != nil { return "a domain named \(domain) already exists on \(hypervisor)" }
+            if let existing = try paths.first(where: { try target.fileExists($0) }) { return "\(existing) already exists on \(hypervisor)" }
+            return nil
+        }
+        if let conflict { throw RequestRefused("\(conflict): restore under another name (target.name) or into another storageDirectory") }
+        let plan = RestorePlan(backupId: request.backupId, disks: disks,
+                               libvirt: LibvirtRestoreTarget(hypervisor: hypervisor, domain: domain, files: files, formats: formats, start: start))
+        let parameters = TaskEvent.parameters(plan)
+        return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId, details: ["hypervisor": hypervisor, "domain": domain]))]
+            + disks.map { .task(TaskEvent(taskId: "\(job.jobId).restore.\($0)", job: job, kind: .restore, disk: $0, parameters: parameters)) }
     }
 }
 

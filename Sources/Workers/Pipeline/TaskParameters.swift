@@ -1,13 +1,19 @@
 import Events
 import Foundation
+import Libvirt
 
 /// What a task needs beyond its kind, disk and range, carried in `TaskEvent.parameters` so that
 /// any worker can run it without looking anything up.
 struct BackupPlan: Codable, Sendable, Equatable {
     struct Disk: Codable, Sendable, Equatable {
         var name: String
+        /// The image to read: a local file, or on a hypervisor the frozen top of the chain.
         var path: String
         var size: UInt64
+        /// On a hypervisor: the frozen image's backing chain (layer files, as `qemu-img` names them).
+        var chain: ImageChain? = nil
+        /// True: read only the top layer (the overlay kept since the parent backup).
+        var changesOnly: Bool? = nil
     }
 
     var backupId: String
@@ -18,12 +24,64 @@ struct BackupPlan: Codable, Sendable, Equatable {
     var totalBytes: UInt64
     /// Seconds since 1970 when the job was planned: progress rates count from here.
     var plannedAt: Double
+    /// Set when the disks are files on a hypervisor (the libvirt strategy).
+    var libvirt: LibvirtSource? = nil
+}
+
+/// What a libvirt backup saved about its source: enough to find the overlays again, to tell
+/// which machine the data came from, and to define the domain again at restore.
+struct LibvirtSource: Codable, Sendable, Equatable {
+    var hypervisor: String
+    var domain: String
+    /// The hypervisor's host name and verified SSH host key.
+    var hostname: String
+    var hostKeyFingerprint: String?
+    /// `virsh dumpxml --inactive` after the snapshot.
+    var definition: String
+    /// Per disk: the file the domain used before Lifeboat's overlays, and its format.
+    var diskFiles: [String: String]
+    var diskFormats: [String: String]
+    /// Per disk: the overlay this backup's snapshot created (empty when the domain was shut
+    /// off and no snapshot was needed).
+    var overlays: [String: String]
+    /// `quiesced` (guest agent froze the file systems) or `crash-consistent`.
+    var consistency: String
+}
+
+/// The snapshot task's order: what the planner knows before the hypervisor is touched.
+struct LibvirtSnapshotOrder: Codable, Sendable, Equatable {
+    var backupId: String
+    var hypervisor: String
+    var domain: String
+    var disks: [String]?
+    var mode: BackupMode
+    var plannedAt: Double
+}
+
+/// Undo a backup's snapshot after the job failed or was cancelled: merge the overlay named
+/// after it back, wherever it still is active.
+struct LibvirtRollbackOrder: Codable, Sendable, Equatable {
+    var backupId: String
+    var hypervisor: String
+    var domain: String
 }
 
 struct RestorePlan: Codable, Sendable, Equatable {
     var backupId: String
-    var directory: String
+    /// Restores to files in this directory on the worker's host...
+    var directory: String? = nil
     var disks: [String]
+    /// ...or onto a hypervisor.
+    var libvirt: LibvirtRestoreTarget? = nil
+}
+
+struct LibvirtRestoreTarget: Codable, Sendable, Equatable {
+    var hypervisor: String
+    var domain: String
+    /// Per disk: the file to create and its format.
+    var files: [String: String]
+    var formats: [String: String]
+    var start: Bool
 }
 
 /// The metadata saved with a backup: who it belongs to, so later incrementals find their parent.
@@ -32,6 +90,8 @@ struct BackupMetadata: Codable, Sendable, Equatable {
     var instance: String
     var jobId: String
     var disks: [String]
+    /// The domain XML, disk map and hypervisor identity, for backups taken from libvirt.
+    var libvirt: LibvirtSource? = nil
 }
 
 extension TaskEvent {
@@ -55,6 +115,13 @@ extension TaskEvent {
 /// The task's backup is no longer begun: its job was cancelled, or failed in another task, which
 /// already reported it. Nothing to retry and nothing to report.
 struct JobAbandoned: Error {}
+
+/// A failure that another attempt cannot fix (the request names a disk the domain lacks, a
+/// disk of a kind this strategy cannot read): the job fails at once, without retries.
+struct PermanentFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
 
 /// Why a task failed, in words that go into the job's `failed` result.
 struct TaskFailure: Error, CustomStringConvertible {

@@ -1,6 +1,7 @@
 import AMQP
 import Events
 import Foundation
+import Libvirt
 import Logging
 import Publisher
 import Repository
@@ -22,16 +23,21 @@ public final class TaskRunner: Sendable {
     private let consumer: AMQPConsumer
     private let settler: DeliverySettler
     private let repository: Repository
+    private let libvirt: LibvirtStrategy
+    private let limiter: SourceLimiter
     private let maxAttempts: Int
     private let logger: Logger
     private let counts = Mutex(Counts())
 
     public var currentCounts: Counts { counts.withLock { $0 } }
 
-    public init(consumer: AMQPConsumer, publisher: LifeboatPublisher, repository: Repository, maxAttempts: Int, logger: Logger) {
+    public init(consumer: AMQPConsumer, publisher: LifeboatPublisher, repository: Repository, hypervisors: HypervisorDirectory,
+                rangeBytes: UInt64, sourceConcurrency: Int, maxAttempts: Int, logger: Logger) {
+        self.limiter = SourceLimiter(limit: sourceConcurrency)
         self.consumer = consumer
         self.settler = DeliverySettler(publisher: publisher, logger: logger)
         self.repository = repository
+        self.libvirt = LibvirtStrategy(repository: repository, hypervisors: hypervisors, rangeBytes: rangeBytes, logger: logger)
         self.maxAttempts = max(1, maxAttempts)
         self.logger = logger
     }
@@ -67,7 +73,8 @@ public final class TaskRunner: Sendable {
         } catch is JobAbandoned {
             logger.info("task of an abandoned job dropped", metadata: ["task": "\(task.taskId)"])
             WorkerMetrics.task(task.kind.rawValue, outcome: "abandoned")
-            await settler.settle(delivery, publishing: [])
+            // A cancelled libvirt backup still has its snapshot: merge it back.
+            await settler.settle(delivery, publishing: LibvirtStrategy.rollbackTask(for: task).map { [.task($0)] } ?? [])
         } catch {
             await failed(task, attempt: attempt, error: error, delivery: delivery)
         }
@@ -75,10 +82,17 @@ public final class TaskRunner: Sendable {
 
     private func execute(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         switch task.kind {
-        case .transfer: try await transfer(task)
-        case .finalize: try await finalize(task)
-        case .restore: try await restore(task)
-        default: throw TaskFailure("\(task.kind.rawValue) tasks are not implemented yet")
+        case .snapshot: return try await libvirt.snapshot(task)
+        case .transfer: return try await transfer(task)
+        case .finalize: return try await finalize(task)
+        case .cleanup where (try? task.parameters(as: LibvirtRollbackOrder.self)) != nil: return try await libvirt.rollback(task)
+        case .cleanup: return try await libvirt.cleanup(task)
+        case .restore: return try await restore(task)
+        case .restoreFinalize:
+            let plan = try task.parameters(as: RestorePlan.self)
+            guard let target = plan.libvirt else { throw PermanentFailure("restore-finalize task \(task.taskId) has no hypervisor target") }
+            return try await libvirt.restoreFinalize(task, plan: plan, target: target)
+        case .attach: throw PermanentFailure("attach tasks (the disk-attachment strategy) are not implemented yet")
         }
     }
 
@@ -89,20 +103,25 @@ public final class TaskRunner: Sendable {
         guard let diskName = task.disk, let range = task.range, let disk = plan.disks.first(where: { $0.name == diskName }) else {
             throw TaskFailure("transfer task \(task.taskId) names no disk or range")
         }
-        let repository = self.repository
-        let staged = try await runBlocking { () -> [StagedRange] in
+        let repository = self.repository, libvirt = self.libvirt
+        let sourceHost = plan.libvirt.map { "libvirt:\($0.hypervisor)" } ?? "files"
+        let staged = try await limiter.withSlot(sourceHost) { try await runBlocking { () -> [StagedRange] in
             do {
-                // The local-file strategy's block source; the libvirt, RBD and attachment
-                // strategies hand over theirs here.
-                let source = try LocalImageSource(path: disk.path)
-                try repository.backupRange(from: source, backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
+                if let source = plan.libvirt {
+                    try libvirt.transfer(plan, source: source, disk: disk, range: range)
+                } else {
+                    try repository.backupRange(from: try LocalImageSource(path: disk.path), backup: plan.backupId, disk: disk.name,
+                                               offset: range.offset, length: range.length)
+                }
             } catch RepositoryError.backupNotBegun {
                 throw JobAbandoned()
+            } catch let failure as PermanentFailure {
+                throw failure
             } catch {
                 throw TaskFailure("disk \(disk.name) [\(range.offset), \(range.offset + range.length)) from \(disk.path): \(error)")
             }
             return try repository.stagedRanges(backup: plan.backupId)
-        }
+        } }
         let done = staged.reduce(0) { $0 + $1.length }
         let elapsed = max(0.001, Date().timeIntervalSince1970 - plan.plannedAt)
         let rate = Double(done) / elapsed
@@ -121,7 +140,7 @@ public final class TaskRunner: Sendable {
     private func finalize(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: BackupPlan.self)
         let metadata = try JSONEncoder().encode(BackupMetadata(project: task.job.project, instance: task.job.instance ?? "_",
-                                                               jobId: task.job.jobId, disks: plan.disks.map(\.name)))
+                                                               jobId: task.job.jobId, disks: plan.disks.map(\.name), libvirt: plan.libvirt))
         let repository = self.repository
         let manifest = try await runBlocking { () -> BackupManifest in
             if try repository.isCommitted(plan.backupId) { return try repository.manifest(plan.backupId) }  // a redelivered finalize
@@ -131,6 +150,10 @@ public final class TaskRunner: Sendable {
             } catch RepositoryError.backupNotBegun {
                 throw JobAbandoned()
             }
+        }
+        if plan.libvirt != nil {
+            // Visible now; the job succeeds once the previous overlay is merged.
+            return [.task(TaskEvent(taskId: "\(task.job.jobId).cleanup", job: task.job, kind: .cleanup, parameters: task.parameters))]
         }
         let stored = manifest.disks.reduce(UInt64(0)) { $0 + $1.newStoredBytes }
         return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId,
@@ -142,26 +165,28 @@ public final class TaskRunner: Sendable {
     private func restore(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: RestorePlan.self)
         guard let disk = task.disk else { throw TaskFailure("restore task \(task.taskId) names no disk") }
+        if let target = plan.libvirt { return try await libvirt.restore(task, plan: plan, target: target, disk: disk) }
+        guard let directory = plan.directory else { throw PermanentFailure("restore task \(task.taskId) has no target") }
         let repository = self.repository
         let complete = try await runBlocking { () -> Bool in
-            try FileManager.default.createDirectory(atPath: plan.directory, withIntermediateDirectories: true)
-            let final = "\(plan.directory)/\(disk).img"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let final = "\(directory)/\(disk).img"
             let partial = final + ".partial"
             try repository.restore(backup: plan.backupId, disk: disk, to: partial)
             // The file appears under its name only when whole.
             guard rename(partial, final) == 0 else { throw TaskFailure("cannot rename \(partial): \(String(cString: strerror(errno)))") }
-            return plan.disks.allSatisfy { FileManager.default.fileExists(atPath: "\(plan.directory)/\($0).img") }
+            return plan.disks.allSatisfy { FileManager.default.fileExists(atPath: "\(directory)/\($0).img") }
         }
         let summary = TaskSummary(taskId: task.taskId, kind: .restore, disk: disk)
         return [.result(JobResult(job: task.job, status: complete ? .succeeded : .progress, task: summary, backupId: plan.backupId,
-                                  details: ["file": "\(plan.directory)/\(disk).img"]))]
+                                  details: ["file": "\(directory)/\(disk).img"]))]
     }
 
     /// Retry later through the delay queue, or, out of attempts, fail the job and clean up.
     private func failed(_ task: TaskEvent, attempt: Int, error: any Error, delivery: InboundDelivery) async {
         let reason = "\(error)"
         let summary = TaskSummary(taskId: task.taskId, kind: task.kind, disk: task.disk, attempt: attempt)
-        if attempt < maxAttempts {
+        if attempt < maxAttempts, !(error is PermanentFailure) {
             logger.warning("task failed, will retry", metadata: ["task": "\(task.taskId)", "attempt": "\(attempt)", "error": "\(reason)"])
             if await settler.settle(delivery, publishing: [.retry(task, attempt: attempt + 1)]) {
                 counts.withLock { $0.retried += 1 }
@@ -170,13 +195,18 @@ public final class TaskRunner: Sendable {
             return
         }
         logger.error("task failed for good", metadata: ["task": "\(task.taskId)", "attempts": "\(attempt)", "error": "\(reason)"])
-        if task.kind == .transfer || task.kind == .finalize, let plan = try? task.parameters(as: BackupPlan.self) {
-            let repository = self.repository
-            _ = try? await runBlocking { try repository.abandonBackup(plan.backupId) }
+        var messages: [OutgoingMessage] = []
+        if [.snapshot, .transfer, .finalize].contains(task.kind) {
+            let backupId = (try? task.parameters(as: BackupPlan.self))?.backupId ?? (try? task.parameters(as: LibvirtSnapshotOrder.self))?.backupId
+            if let backupId {
+                let repository = self.repository
+                _ = try? await runBlocking { try repository.abandonBackup(backupId) }
+            }
+            if let rollback = LibvirtStrategy.rollbackTask(for: task) { messages.append(.task(rollback)) }
         }
         let result = JobResult(job: task.job, status: .failed, reason: "\(task.kind.rawValue) failed after \(attempt) attempts: \(reason)",
                                task: summary)
-        if await settler.settle(delivery, publishing: [.result(result)]) {
+        if await settler.settle(delivery, publishing: [.result(result)] + messages) {
             counts.withLock { $0.failed += 1 }
             WorkerMetrics.task(task.kind.rawValue, outcome: "failed")
         }

@@ -1,4 +1,5 @@
 import AMQP
+import Libvirt
 import Logging
 import Publisher
 import Repository
@@ -23,19 +24,21 @@ public final class Worker: Sendable {
         let repository = try configuration.repositoryPath.map {
             try Repository.open(path: $0, passphrase: configuration.repositoryPassphrase)
         }
+        let hypervisors = try configuration.hypervisorsFile.map { try HypervisorDirectory(contentsOf: $0) } ?? HypervisorDirectory()
         publisher = LifeboatPublisher(settings: configuration.amqp, topology: topology, logger: logger)
         let intakeConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology,
                                           queues: [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications],
                                           prefetch: configuration.prefetch, name: "lifeboat-intake", logger: logger)
         let requests: any RequestHandler = repository.map {
             JobPlanner(repository: $0, settings: .init(rangeBytes: configuration.rangeBytes, fileSourceRoots: configuration.fileSourceRoots,
-                                                        restoreRoots: configuration.restoreRoots))
+                                                        restoreRoots: configuration.restoreRoots), hypervisors: hypervisors)
         } ?? AcceptOnlyRequestHandler()
         intake = Intake(consumer: intakeConsumer, publisher: publisher, requests: requests, notifications: notifications, logger: logger)
         if let repository {
             let taskConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology, queues: [LifeboatTopology.Queue.tasks],
                                             prefetch: configuration.taskConcurrency, name: "lifeboat-tasks", logger: logger)
-            taskRunner = TaskRunner(consumer: taskConsumer, publisher: publisher, repository: repository,
+            taskRunner = TaskRunner(consumer: taskConsumer, publisher: publisher, repository: repository, hypervisors: hypervisors,
+                                    rangeBytes: configuration.rangeBytes, sourceConcurrency: configuration.sourceConcurrency,
                                     maxAttempts: configuration.taskAttempts, logger: logger)
             consumers = [intakeConsumer, taskConsumer]
         } else {

@@ -21,6 +21,8 @@ import Publisher
 /// | `LIFEBOAT_RANGE_MIB` | MiB per transfer task | 256 |
 /// | `LIFEBOAT_TASK_ATTEMPTS` | tries of a task before its job fails | 5 |
 /// | `LIFEBOAT_TASK_CONCURRENCY` | tasks running at once per worker | 2 |
+/// | `LIFEBOAT_SOURCE_CONCURRENCY` | transfers at once per worker against one source host (hypervisor, cluster) | 2 |
+/// | `LIFEBOAT_HYPERVISORS` | JSON file of the hypervisors the libvirt strategy may reach, with their SSH credentials (see `HypervisorDirectory`) | none |
 /// | `LIFEBOAT_NOTIFICATIONS` | `exchange=key,key;exchange=key`; empty to bind none | `nova=versioned_notifications.info,notifications.info` |
 public struct WorkerConfiguration: Sendable {
     public var amqp: AMQPSettings
@@ -33,10 +35,13 @@ public struct WorkerConfiguration: Sendable {
     public var taskConcurrency: UInt16
     public var fileSourceRoots: [String]
     public var restoreRoots: [String]
+    public var hypervisorsFile: String?
+    public var sourceConcurrency: Int
 
     public init(amqp: AMQPSettings, prefetch: UInt16 = 32, notificationSources: [LifeboatTopology.NotificationSource] = [.nova],
                 repositoryPath: String? = nil, repositoryPassphrase: String? = nil, rangeBytes: UInt64 = 256 << 20,
-                taskAttempts: Int = 5, taskConcurrency: UInt16 = 2, fileSourceRoots: [String] = [], restoreRoots: [String] = []) {
+                taskAttempts: Int = 5, taskConcurrency: UInt16 = 2, fileSourceRoots: [String] = [], restoreRoots: [String] = [], hypervisorsFile: String? = nil,
+                sourceConcurrency: Int = 2) {
         self.amqp = amqp
         self.prefetch = prefetch
         self.notificationSources = notificationSources
@@ -47,6 +52,8 @@ public struct WorkerConfiguration: Sendable {
         self.taskConcurrency = taskConcurrency
         self.fileSourceRoots = fileSourceRoots
         self.restoreRoots = restoreRoots
+        self.hypervisorsFile = hypervisorsFile
+        self.sourceConcurrency = sourceConcurrency
     }
 
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> WorkerConfiguration {
@@ -76,7 +83,9 @@ public struct WorkerConfiguration: Sendable {
             repositoryPassphrase: passphrase, rangeBytes: UInt64(try number("LIFEBOAT_RANGE_MIB", 256, 1...65_536)) << 20,
             taskAttempts: try number("LIFEBOAT_TASK_ATTEMPTS", 5, 1...100),
             taskConcurrency: UInt16(try number("LIFEBOAT_TASK_CONCURRENCY", 2, 1...256)),
-            fileSourceRoots: paths(environment["LIFEBOAT_FILE_SOURCES"]), restoreRoots: paths(environment["LIFEBOAT_RESTORE_DIRECTORIES"]))
+            fileSourceRoots: paths(environment["LIFEBOAT_FILE_SOURCES"]), restoreRoots: paths(environment["LIFEBOAT_RESTORE_DIRECTORIES"]),
+            hypervisorsFile: environment["LIFEBOAT_HYPERVISORS"],
+            sourceConcurrency: try number("LIFEBOAT_SOURCE_CONCURRENCY", 2, 1...256))
     }
 
     /// The broker settings alone: what the CLI's send and watch commands need.

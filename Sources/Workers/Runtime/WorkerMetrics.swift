@@ -21,6 +21,11 @@ enum WorkerMetrics {
         Counter(label: "lifeboat_transferred_bytes_total").increment(by: Int(clamping: bytes))
     }
 
+    /// Bytes read from a source host (what crossed the network; holes and unchanged data never do).
+    static func sourceBytes(_ bytes: UInt64, strategy: String) {
+        Counter(label: "lifeboat_source_bytes_total", dimensions: [("strategy", strategy)]).increment(by: Int(clamping: bytes))
+    }
+
     static func queueLag(_ queue: String, publishedAt: Date) {
         Timer(label: "lifeboat_queue_lag_seconds", dimensions: [("queue", queue)])
             .recordSeconds(max(0, Date().timeIntervalSince(publishedAt)))

@@ -1,0 +1,337 @@
+import AMQP
+import Events
+import Foundation
+import Libvirt
+import Logging
+import Publisher
+import Repository
+
+/// The libvirt strategy: a domain's disk files on a KVM hypervisor, reached over SSH.
+///
+/// Backup: the `snapshot` task takes an external disk-only snapshot (one new overlay per disk,
+/// named after the backup), which freezes the files below; `transfer` tasks read the frozen
+/// chain's guest view range by range; `finalize` commits; `cleanup` merges the overlay that
+/// the previous backup left into its base, so exactly one Lifeboat overlay remains: the one
+/// whose own clusters will be the next incremental. An incremental is possible when the disk's
+/// frozen top is the overlay named after a committed backup (its parent); otherwise the backup
+/// is a full and says why. A failed or cancelled job's overlay is merged back (`rollback`).
+///
+/// Restore: each disk's file is written on the target hypervisor (sparse, raw or qcow2), then
+/// the saved domain XML is rewritten for the new files (and name) and defined, and started
+/// on request.
+struct LibvirtStrategy: Sendable {
+    let repository: Repository
+    let hypervisors: HypervisorDirectory
+    let rangeBytes: UInt64
+    let logger: Logger
+
+    /// The suffix of the overlay a backup's snapshot creates: `<stem>.lifeboat-<backup>.qcow2`.
+    static func overlayPath(for file: String, backup: String) -> String {
+        let directory = (file as NSString).deletingLastPathComponent
+        return "\(directory)/\(overlayStem(file)).lifeboat-\(backup).qcow2"
+    }
+
+    /// The backup an overlay file was made for, if it is one of Lifeboat's.
+    static func overlayBackup(_ file: String) -> String? {
+        let name = (file as NSString).lastPathComponent
+        guard name.hasSuffix(".qcow2"), let marker = name.range(of: ".lifeboat-", options: .backwards) else { return nil }
+        let backup = name[marker.upperBound..<name.index(name.endIndex, offsetBy: -".qcow2".count)]
+        return backup.isEmpty ? nil : String(backup)
+    }
+
+    private static func overlayStem(_ file: String) -> String {
+        let name = (file as NSString).lastPathComponent
+        if overlayBackup(file) != nil, let marker = name.range(of: ".lifeboat-", options: .backwards) { return String(name[..<marker.lowerBound]) }
+        return name
+    }
+
+    // MARK: - Backup
+
+    func snapshot(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        let order = try task.parameters(as: LibvirtSnapshotOrder.self)
+        let (plan, details) = try await runBlocking { try self.takeSnapshot(order) }
+        let ranges = rangeTasks(plan, job: task.job)
+        return [.result(JobResult(job: task.job, status: .started, task: TaskSummary(taskId: task.taskId, kind: .snapshot),
+                                  backupId: plan.backupId, details: details))] + ranges
+    }
+
+    /// Snapshot (unless this job's overlays are already there: a redelivered task never takes a
+    /// second one), then decide full or incremental and begin the backup.
+    private func takeSnapshot(_ order: LibvirtSnapshotOrder) throws -> (BackupPlan, [String: String]) {
+        let hypervisor = try hypervisors.connect(order.hypervisor)
+        var live = try hypervisor.domain(order.domain)
+        let disks = try selectedDisks(live, order: order)
+        let running = try hypervisor.isRunning(order.domain)
+        var overlays: [String: String] = [:]
+        var consistency = "crash-consistent"
+        var frozen: [String: String] = [:]
+        if running {
+            let wanted = Dictionary(uniqueKeysWithValues: disks.map { ($0.target, Self.overlayPath(for: $0.path, backup: order.backupId)) })
+            if disks.allSatisfy({ $0.path == wanted[$0.target] }) {
+                logger.info("snapshot already taken by an earlier attempt", metadata: ["backup": "\(order.backupId)"])
+            } else {
+                let quiesce = hypervisor.guestAgentAnswers(order.domain)
+                let entry = hypervisors.entries[order.hypervisor]
+                if let command = entry?.preSnapshotCommand { try hypervisor.runHook(command, domain: order.domain) }
+                defer { if let command = entry?.postSnapshotCommand { try? hypervisor.runHook(command, domain: order.domain) } }
+                let others = live.disks.map(\.target).filter { wanted[$0] == nil }
+                try hypervisor.snapshot(order.domain, name: "lifeboat-\(order.backupId)", overlays: wanted, skipping: others, quiesce: quiesce)
+                if quiesce { consistency = "quiesced" }
+            }
+            live = try hypervisor.domain(order.domain)
+            for disk in try selectedDisks(live, order: order) {
+                guard disk.path == wanted[disk.target], let below = disk.description.backingFiles.first else {
+                    throw TaskFailure("disk \(disk.target) of \(order.domain) is not on the overlay the snapshot made (\(disk.path))")
+                }
+                overlays[disk.target] = disk.path
+                frozen[disk.target] = below
+            }
+        } else {
+            // Shut off: nothing writes the files, which are read as they are.
+            consistency = "shut-off"
+            for disk in disks { frozen[disk.target] = disk.path }
+        }
+
+        var planned: [BackupPlan.Disk] = []
+        var originals: (files: [String: String], formats: [String: String]) = ([:], [:])
+        for disk in disks {
+            let path = frozen[disk.target]!
+            let chain = try hypervisor.chain(of: path)
+            planned.append(BackupPlan.Disk(name: disk.target, path: path, size: chain.virtualSize, chain: chain))
+            let original = chain.layers.first { Self.overlayBackup($0.path) == nil } ?? chain.layers[chain.layers.count - 1]
+            originals.files[disk.target] = original.path
+            originals.formats[disk.target] = original.format
+        }
+        var details = ["hypervisor": order.hypervisor, "domain": order.domain, "consistency": consistency]
+        var parent: String?
+        if order.mode == .incremental {
+            switch try incrementalParent(planned) {
+            case .success(let found): parent = found
+            case .failure(let reason): details["fallback"] = "full: \(reason.description)"
+            }
+        }
+        if parent != nil {
+            for i in planned.indices { planned[i].changesOnly = true }
+        }
+        details["parent"] = parent ?? "none"
+        try repository.beginBackup(order.backupId, parent: parent)
+        let source = LibvirtSource(
+            hypervisor: order.hypervisor, domain: order.domain, hostname: (try? hypervisor.hostname()) ?? order.hypervisor,
+            hostKeyFingerprint: hypervisor.hostKeyFingerprint, definition: try hypervisor.domain(order.domain, inactive: true).xml,
+            diskFiles: originals.files, diskFormats: originals.formats, overlays: overlays, consistency: consistency)
+        let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned,
+                              rangeCount: Self.ranges(planned, step: step).count, totalBytes: planned.reduce(0) { $0 + $1.size },
+                              plannedAt: order.plannedAt, libvirt: source)
+        return (plan, details)
+    }
+
+    private struct SelectedDisk {
+        var description: DomainDescription.Disk
+        var target: String { description.target }
+        var path: String
+    }
+
+    private func selectedDisks(_ domain: DomainDescription, order: LibvirtSnapshotOrder) throws -> [SelectedDisk] {
+        let names = domain.disks.map(\.target)
+        if let unknown = order.disks?.first(where: { !names.contains($0) }) {
+            throw PermanentFailure("domain \(order.domain) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
+        }
+        return try domain.disks.filter { order.disks?.contains($0.target) ?? true }.map { disk in
+            switch disk.backing {
+            case .file(let path) where !path.isEmpty:
+                return SelectedDisk(description: disk, path: path)
+            case .rbd(let name):
+                throw PermanentFailure("disk \(disk.target) of \(order.domain) is the RBD image \(name): it is read through Ceph, "
+                                       + "not over SSH; back it up with an rbd source, or name the other disks in \"disks\"")
+            default:
+                throw PermanentFailure("disk \(disk.target) of \(order.domain) is not an image file (\(disk.backing)): not supported")
+            }
+        }
+    }
+
+    /// The committed backup whose overlay is every disk's frozen top, if there is one and it
+    /// holds each disk at the same size.
+    private func incrementalParent(_ disks: [BackupPlan.Disk]) throws -> Result<String, PermanentFailure> {
+        let owners = Set(disks.map { Self.overlayBackup($0.path) })
+        guard owners.count == 1, let owner = owners.first, let backup = owner else {
+            return .failure(PermanentFailure("no overlay of an earlier Lifeboat backup on every disk (first backup, or the overlay was merged)"))
+        }
+        guard try repository.isCommitted(backup) else {
+            return .failure(PermanentFailure("backup \(backup), which the kept overlay continues, is not in the repository (pruned or failed)"))
+        }
+        let manifest = try repository.manifest(backup)
+        for disk in disks where manifest.disks.first(where: { $0.name == disk.name })?.size != disk.size {
+            return .failure(PermanentFailure("disk \(disk.name) is new or changed size since backup \(backup)"))
+        }
+        return .success(backup)
+    }
+
+    var step: UInt64 {
+        let chunk = UInt64(repository.chunkSize)
+        return max(chunk, rangeBytes / chunk * chunk)
+    }
+
+    static func ranges(_ disks: [BackupPlan.Disk], step: UInt64) -> [(disk: String, range: ByteRange)] {
+        disks.flatMap { disk in
+            stride(from: UInt64(0), to: disk.size, by: Int(step)).map { (disk.name, ByteRange(offset: $0, length: min(step, disk.size - $0))) }
+        }
+    }
+
+    private func rangeTasks(_ plan: BackupPlan, job: JobReference) -> [OutgoingMessage] {
+        let parameters = TaskEvent.parameters(plan)
+        let ranges = Self.ranges(plan.disks, step: step)
+        guard !ranges.isEmpty else {
+            return [.task(TaskEvent(taskId: "\(job.jobId).finalize", job: job, kind: .finalize, parameters: parameters))]
+        }
+        return ranges.map { disk, range in
+            .task(TaskEvent(taskId: "\(job.jobId).transfer.\(disk).\(range.offset)", job: job, kind: .transfer, disk: disk, range: range,
+                            parameters: parameters))
+        }
+    }
+
+    /// Copies one range of a frozen disk from the hypervisor into the repository.
+    func transfer(_ plan: BackupPlan, source: LibvirtSource, disk: BackupPlan.Disk, range: ByteRange) throws {
+        guard let chain = disk.chain else { throw TaskFailure("disk \(disk.name) has no image chain in its plan") }
+        let hypervisor = try hypervisors.connect(source.hypervisor)
+        let changesOnly = disk.changesOnly ?? false
+        let reader = RemoteImageSource(shell: hypervisor.shell, host: source.hypervisor, chain: chain, selection: changesOnly ? .topLayer : .allData)
+        try repository.backupRange(streaming: reader, extents: changesOnly ? .changesSinceParent : .dataElsewhereZero,
+                                   backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
+        WorkerMetrics.sourceBytes(reader.bytesTransferred, strategy: "libvirt")
+    }
+
+    /// After the commit: merge the overlay the previous backup kept (now frozen under this
+    /// backup's overlay) into the file below it. Idempotent: a disk whose chain no longer
+    /// holds that overlay is done.
+    func cleanup(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        let plan = try task.parameters(as: BackupPlan.self)
+        guard let source = plan.libvirt else { throw TaskFailure("cleanup task \(task.taskId) has no libvirt source") }
+        let merged = try await runBlocking { () -> [String] in
+            guard !source.overlays.isEmpty else { return [] }
+            let hypervisor = try hypervisors.connect(source.hypervisor)
+            let live: DomainDescription
+            do {
+                live = try hypervisor.domain(source.domain)
+            } catch LibvirtError.domainNotFound {
+                return []
+            }
+            var merged: [String] = []
+            for disk in plan.disks where Self.overlayBackup(disk.path) != nil {
+                guard let current = live.disks.first(where: { $0.target == disk.name }),
+                      let at = current.backingFiles.firstIndex(of: disk.path), at + 1 < current.backingFiles.count else { continue }
+                try hypervisor.commit(source.domain, disk: disk.name, top: disk.path, base: current.backingFiles[at + 1])
+                merged.append("\(disk.name): \(disk.path)")
+            }
+            return merged
+        }
+        let manifest = try await runBlocking { try repository.manifest(plan.backupId) }
+        var details = ["parent": plan.parent ?? "none", "bytes": "\(plan.totalBytes)",
+                       "newStoredBytes": "\(manifest.disks.reduce(UInt64(0)) { $0 + $1.newStoredBytes })",
+                       "consistency": source.consistency]
+        if !merged.isEmpty { details["merged"] = merged.joined(separator: ", ") }
+        if !source.overlays.isEmpty { details["kept"] = source.overlays.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") }
+        return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId, details: details))]
+    }
+
+    /// Merges a failed or cancelled backup's overlays back into the files below them, so the
+    /// domain's chain is as before the job (and the earlier kept overlay still serves the next
+    /// incremental). When the domain is gone, its overlay files are removed.
+    func rollback(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        let order = try task.parameters(as: LibvirtRollbackOrder.self)
+        let undone = try await runBlocking { () -> [String] in
+            let hypervisor = try hypervisors.connect(order.hypervisor)
+            let live: DomainDescription
+            do {
+                live = try hypervisor.domain(order.domain)
+            } catch LibvirtError.domainNotFound {
+                return []
+            }
+            var undone: [String] = []
+            for disk in live.disks {
+                guard case .file(let path) = disk.backing, Self.overlayBackup(path) == order.backupId, let base = disk.backingFiles.first else { continue }
+                try hypervisor.commitActive(order.domain, disk: disk.target, base: base)
+                undone.append(disk.target)
+            }
+            return undone
+        }
+        logger.info("snapshot rolled back", metadata: ["backup": "\(order.backupId)", "disks": "\(undone)"])
+        return []
+    }
+
+    static func rollbackTask(for task: TaskEvent) -> TaskEvent? {
+        let order: LibvirtRollbackOrder
+        if let snapshot = try? task.parameters(as: LibvirtSnapshotOrder.self) {
+            order = LibvirtRollbackOrder(backupId: snapshot.backupId, hypervisor: snapshot.hypervisor, domain: snapshot.domain)
+        } else if let plan = try? task.parameters(as: BackupPlan.self), let source = plan.libvirt {
+            order = LibvirtRollbackOrder(backupId: plan.backupId, hypervisor: source.hypervisor, domain: source.domain)
+        } else {
+            return nil
+        }
+        return TaskEvent(taskId: "\(task.job.jobId).rollback", job: task.job, kind: .cleanup, parameters: TaskEvent.parameters(order))
+    }
+
+    // MARK: - Restore
+
+    /// Writes one disk's file on the target hypervisor; when every disk's file is there, asks
+    /// for the domain to be defined.
+    func restore(_ task: TaskEvent, plan: RestorePlan, target: LibvirtRestoreTarget, disk: String) async throws -> [OutgoingMessage] {
+        guard let path = target.files[disk], let format = target.formats[disk] else { throw TaskFailure("restore task \(task.taskId): no file for \(disk)") }
+        let complete = try await runBlocking { () -> Bool in
+            let hypervisor = try hypervisors.connect(target.hypervisor)
+            if try !hypervisor.fileExists(path) {
+                let writer = try RemoteImageWriter(shell: hypervisor.shell, host: target.hypervisor, path: path, format: format,
+                                                   size: try repository.diskSize(backup: plan.backupId, disk: disk))
+                do {
+                    try repository.streamDisk(backup: plan.backupId, disk: disk) { try writer.write(at: $0, $1) }
+                    try writer.finish()
+                } catch {
+                    writer.discard()
+                    throw error
+                }
+            }
+            return try target.files.values.allSatisfy { try hypervisor.fileExists($0) }
+        }
+        var messages: [OutgoingMessage] = [.result(JobResult(job: task.job, status: .progress,
+                                                              task: TaskSummary(taskId: task.taskId, kind: .restore, disk: disk),
+                                                              backupId: plan.backupId, details: ["file": path, "hypervisor": target.hypervisor]))]
+        if complete {
+            messages.append(.task(TaskEvent(taskId: "\(task.job.jobId).restore-finalize", job: task.job, kind: .restoreFinalize,
+                                            parameters: task.parameters)))
+        }
+        return messages
+    }
+
+    /// Defines the restored domain (unless an earlier attempt did) and starts it on request.
+    func restoreFinalize(_ task: TaskEvent, plan: RestorePlan, target: LibvirtRestoreTarget) async throws -> [OutgoingMessage] {
+        let repository = self.repository
+        let source = try await runBlocking { () -> LibvirtSource in
+            let manifest = try repository.manifest(plan.backupId)
+            guard let source = try JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata).libvirt else {
+                throw PermanentFailure("backup \(plan.backupId) has no domain definition")
+            }
+            return source
+        }
+        let started = try await runBlocking { () -> Bool in
+            let hypervisor = try hypervisors.connect(target.hypervisor)
+            let defined = (try? hypervisor.domain(target.domain, inactive: true)) != nil
+            if !defined {
+                let files = Dictionary(uniqueKeysWithValues: target.files.map { ($0.key, (path: $0.value, format: target.formats[$0.key] ?? "raw")) })
+                let xml = try DomainDescription(xml: source.definition).restoredXML(name: target.domain, disks: files)
+                try hypervisor.virsh(["define", "/dev/stdin"], input: Data(xml.utf8))
+            }
+            if target.start, try !hypervisor.isRunning(target.domain) { try hypervisor.virsh(["start", "--", target.domain]) }
+            return target.start
+        }
+        return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId,
+                                  details: ["hypervisor": target.hypervisor, "domain": target.domain, "started": "\(started)",
+                                            "files": target.files.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")]))]
+    }
+}
+
+extension Hypervisor {
+    /// Runs an operator's pre/post snapshot command on the hypervisor with the domain's name
+    /// in `LIFEBOAT_DOMAIN`.
+    func runHook(_ command: String, domain: String) throws {
+        try run(["env", "LIFEBOAT_DOMAIN=\(domain)", "sh", "-c", command])
+    }
+}

@@ -1,0 +1,211 @@
+import Crypto
+import Events
+import Foundation
+import Publisher
+import Repository
+@testable import Workers
+import XCTest
+
+/// The hypervisors `scripts/hypervisor.sh` runs: each a network namespace with its own
+/// libvirtd, QEMU and sshd, reached over real SSH with verified host keys.
+enum TestHypervisors {
+    static let environment = ProcessInfo.processInfo.environment
+    static let control = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("scripts/hypervisor.sh").path
+
+    /// Hypervisor numbers that are up; skips (or, under scripts/test.sh, fails) without two.
+    static func require(_ count: Int = 2) throws -> [Int] {
+        let running = (environment["LIFEBOAT_TEST_HYPERVISORS"] ?? "").split(separator: " ").compactMap { Int($0) }
+        guard running.count >= count else {
+            let message = "needs \(count) hypervisors: run through scripts/test.sh, which starts them with scripts/hypervisor.sh"
+            if environment["LIFEBOAT_STRICT_TESTS"] != nil { throw TestEnvironmentMissing(message) }
+            throw XCTSkip(message)
+        }
+        return running
+    }
+
+    static func address(_ n: Int) -> String { environment["LIFEBOAT_TEST_HV\(n)_ADDRESS"] ?? "" }
+    /// Host N's /var/lib/libvirt/images, as seen from the tests' namespace.
+    static func images(_ n: Int) -> String { environment["LIFEBOAT_TEST_HV\(n)_IMAGES"] ?? "" }
+
+    /// A hypervisor list for the worker naming hosts `hv1`, `hv2`, …
+    static func directoryFile(in directory: URL, hosts: [Int], knownHosts: String? = nil) throws -> String {
+        let entries = hosts.map { n -> [String: Any] in
+            ["name": "hv\(n)", "address": address(n), "user": "root", "privateKeyFile": environment["LIFEBOAT_TEST_SSH_KEY"] ?? "",
+             "knownHostsFile": knownHosts ?? environment["LIFEBOAT_TEST_KNOWN_HOSTS"] ?? "", "operationTimeoutSeconds": 20]
+        }
+        let path = directory.appendingPathComponent("hypervisors-\(UUID().uuidString.prefix(6)).json").path
+        try JSONSerialization.data(withJSONObject: ["hypervisors": entries]).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// `scripts/hypervisor.sh ARGS`, its output.
+    @discardableResult
+    static func run(_ arguments: [String]) async throws -> String {
+        var output = Data()
+        let status = try await runProcess(control, arguments, output: &output)
+        let text = String(decoding: output, as: UTF8.self)
+        guard status == 0 else { throw TestEnvironmentMissing("hypervisor.sh \(arguments.joined(separator: " ")) exited \(status): \(text)") }
+        return text
+    }
+}
+
+struct TestEnvironmentMissing: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A disk as the guest should see it: the same writes applied to a local file.
+struct DiskModel {
+    let path: String
+
+    init(path: String, size: Int) throws {
+        self.path = path
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: UInt64(size))
+        try handle.close()
+    }
+
+    func write(_ byte: UInt8, at offset: Int, count: Int) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: UInt64(offset))
+        handle.write(Data(repeating: byte, count: count))
+        try handle.close()
+    }
+
+    func digest() throws -> String { try sha256(of: path) }
+}
+
+func sha256(of path: String) throws -> String {
+    let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+    defer { try? handle.close() }
+    var hasher = SHA256()
+    while let data = try handle.read(upToCount: 8 << 20), !data.isEmpty { hasher.update(data: data) }
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+}
+
+/// The guest view of an image on hypervisor `host` (a file name in its images directory),
+/// converted to raw by qemu-img there (shared lock: it may be in use; backing paths resolve
+/// only inside the host), read from here.
+func guestViewDigest(host: Int, image: String) async throws -> String {
+    let view = "view-\(UUID().uuidString.prefix(6)).raw"
+    try await TestHypervisors.run(["exec", "\(host)", "qemu-img", "convert", "-U", "-O", "raw",
+                                   "/var/lib/libvirt/images/\(image)", "/var/lib/libvirt/images/\(view)"])
+    let path = "\(TestHypervisors.images(host))/\(view)"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try sha256(of: path)
+}
+
+/// The libvirt strategy end to end: a running VM on a real hypervisor, backed up over SSH
+/// (full, then incrementals with guest writes between), every restore point checked, and the
+/// last one defined and started on the other hypervisor.
+final class LibvirtPipelineTests: XCTestCase {
+    var directory: URL!
+
+    override func setUp() async throws {
+        try await LifeboatQueues.reset()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-libvirt-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() async throws {
+        if let directory { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    private func results(of job: String, until status: ResultStatus, seconds: Double = 180) async throws -> [JobResult] {
+        try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: seconds) { deliveries in
+            deliveries.contains {
+                guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body) else { return false }
+                return result.job?.jobId == job && (result.status == status || result.status == .failed || result.status == .rejected)
+            }
+        }).filter { $0.job?.jobId == job }
+    }
+
+    private func summary(_ results: [JobResult]) -> String {
+        results.map { "\($0.status.rawValue) \($0.reason ?? "") \($0.details ?? [:])" }.joined(separator: "\n")
+    }
+
+    func testQcow2FullAndTwoIncrementals() async throws { try await fullAndIncrementals(format: "qcow2") }
+
+    func testRawFullAndTwoIncrementals() async throws { try await fullAndIncrementals(format: "raw") }
+
+    private func fullAndIncrementals(format: String) async throws {
+        let hosts = try TestHypervisors.require(2)
+        let domain = "lb-\(format)-\(UUID().uuidString.prefix(6).lowercased())"
+        let size = 64 << 20
+        try await TestHypervisors.run(["vm", "\(hosts[0])", domain, format, "64"])
+        let model = try DiskModel(path: directory.appendingPathComponent("model.raw").path, size: size)
+        func guestWrite(_ byte: UInt8, at offset: Int, count: Int) async throws {
+            try await TestHypervisors.run(["guest-write", "\(hosts[0])", domain, "\(offset)", "\(count)", String(format: "0x%02x", byte)])
+            try model.write(byte, at: offset, count: count)
+        }
+        try await guestWrite(0x11, at: 0, count: 1 << 20)
+        try await guestWrite(0x22, at: 10 << 20, count: 3 << 20)
+
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: hosts)
+        let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 16 << 20, hypervisors: hypervisors)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        var expected: [String: String] = [:]
+        let source = BackupSource.libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)
+
+        for (n, job) in ["\(domain)-b1", "\(domain)-b2", "\(domain)-b3"].enumerated() {
+            if n == 1 {
+                try await guestWrite(0x33, at: 5 << 20, count: 64 << 10)
+                try await guestWrite(0x44, at: 30 << 20, count: 1 << 20)
+            } else if n == 2 {
+                try await guestWrite(0x55, at: 0, count: 128 << 10)
+                try await guestWrite(0x66, at: (64 << 20) - (64 << 10), count: 64 << 10)
+            }
+            expected[job] = try model.digest()
+            try await publisher.send(BackupRequest(requestId: job, project: "p1", instance: domain, mode: .incremental, source: source))
+            let outcome = try await results(of: job, until: .succeeded)
+            XCTAssertEqual(outcome.last?.status, .succeeded, summary(outcome))
+            let started = outcome.first { $0.status == .started }
+            XCTAssertEqual(started?.details?["consistency"], "crash-consistent", "no guest agent in the test VM")
+            if n == 0 {
+                XCTAssertEqual(started?.details?["parent"], "none")
+                XCTAssertNotNil(started?.details?["fallback"], "a first backup is a full and says why")
+            } else {
+                XCTAssertEqual(started?.details?["parent"], "\(domain)-b\(n)", summary(outcome))
+                let stored = UInt64(outcome.last?.details?["newStoredBytes"] ?? "") ?? .max
+                XCTAssertLessThanOrEqual(stored, 4 << 20, "an incremental stores about what changed")
+            }
+            // Exactly one Lifeboat overlay remains: the one the next incremental reads.
+            let overlays = try FileManager.default.contentsOfDirectory(atPath: TestHypervisors.images(hosts[0]))
+                .filter { $0.hasPrefix(domain) && $0.contains(".lifeboat-") }
+            XCTAssertEqual(overlays, ["\(domain)-vda.\(format).lifeboat-\(job).qcow2"])
+        }
+        // The model is right: the live guest view equals it.
+        let liveDigest = try await guestViewDigest(host: hosts[0], image: "\(domain)-vda.\(format).lifeboat-\(domain)-b3.qcow2")
+        XCTAssertEqual(liveDigest, try model.digest())
+
+        for (job, digest) in expected.sorted(by: { $0.key < $1.key }) {
+            let target = directory.appendingPathComponent("restore-\(job)").path
+            try await publisher.send(RestoreRequest(requestId: "r-\(job)", project: "p1", backupId: job,
+                                                    target: .files(directory: target, format: .raw), requestedBy: Principal(userId: "u1")))
+            let restored = try await results(of: "r-\(job)", until: .succeeded)
+            XCTAssertEqual(restored.last?.status, .succeeded, summary(restored))
+            XCTAssertEqual(try sha256(of: "\(target)/vda.img"), digest, "\(job) restores the guest view at its snapshot")
+        }
+
+        // The last point as a new domain on the other hypervisor, started.
+        let copy = "\(domain)-copy"
+        try await publisher.send(RestoreRequest(requestId: "r-\(copy)", project: "p1", backupId: "\(domain)-b3",
+                                                target: .libvirt(host: "hv\(hosts[1])", name: copy, storageDirectory: nil, start: true),
+                                                requestedBy: Principal(userId: "u1")))
+        let defined = try await results(of: "r-\(copy)", until: .succeeded)
+        XCTAssertEqual(defined.last?.status, .succeeded, summary(defined))
+        let state = try await TestHypervisors.run(["virsh", "\(hosts[1])", "domstate", copy])
+        XCTAssertEqual(state.trimmingCharacters(in: .whitespacesAndNewlines), "running")
+        let restoredDigest = try await guestViewDigest(host: hosts[1], image: "\(copy)-vda.\(format)")
+        XCTAssertEqual(restoredDigest, expected["\(domain)-b3"])
+
+        await publisher.shutdown()
+        await worker.stop()
+        try await TestHypervisors.run(["virsh", "\(hosts[1])", "destroy", copy])
+        try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", domain])
+    }
+}
