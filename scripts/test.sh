@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Lifeboat's tests against real peers: installs what they need (Debian packages),
-# starts the project's own RabbitMQ on loopback, runs `swift test`, stops the broker.
+# starts the project's own RabbitMQ on loopback, an sshd on loopback and two hypervisors
+# (libvirtd + QEMU + sshd, each in a network namespace), runs `swift test`, stops them all.
 #
 #   scripts/test.sh [extra swift test arguments, e.g. --filter AMQPTests]
 set -euo pipefail
@@ -25,8 +26,19 @@ fi
 
 # A broker with no data from earlier runs: queues are declared exactly as this checkout says.
 scripts/broker.sh reset
-trap 'scripts/broker.sh stop' EXIT
+stop_peers() {
+    scripts/broker.sh stop
+    scripts/sshd.sh stop || true
+    scripts/hypervisor.sh stop all || true
+}
+trap stop_peers EXIT
 eval "$(scripts/broker.sh env)"
+scripts/sshd.sh start
+eval "$(scripts/sshd.sh env)"
+# Fresh hypervisors: no domains or disks left from earlier runs.
+scripts/hypervisor.sh reset
+scripts/hypervisor.sh start 1 2
+eval "$(scripts/hypervisor.sh env)"
 # A peer or tool the tests need that is missing is a failure here, not a skip.
 export LIFEBOAT_STRICT_TESTS=1
 
@@ -37,7 +49,7 @@ set +e
 status=${PIPESTATUS[0]}
 set -e
 trap - EXIT
-scripts/broker.sh stop
+stop_peers
 # The closing line, in the plain form any CI reads: "N passed, N failed".
 if summary=$(grep -a -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$LIFEBOAT_RUN_DIR/test.log" | tail -n 1) && [ -n "$summary" ]; then
     total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")

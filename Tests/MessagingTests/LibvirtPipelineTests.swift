@@ -29,10 +29,12 @@ enum TestHypervisors {
     static func images(_ n: Int) -> String { environment["LIFEBOAT_TEST_HV\(n)_IMAGES"] ?? "" }
 
     /// A hypervisor list for the worker naming hosts `hv1`, `hv2`, …
-    static func directoryFile(in directory: URL, hosts: [Int], knownHosts: String? = nil) throws -> String {
+    static func directoryFile(in directory: URL, hosts: [Int], knownHosts: String? = nil, operationTimeout: Double = 20,
+                              connectTimeout: Double = 5) throws -> String {
         let entries = hosts.map { n -> [String: Any] in
             ["name": "hv\(n)", "address": address(n), "user": "root", "privateKeyFile": environment["LIFEBOAT_TEST_SSH_KEY"] ?? "",
-             "knownHostsFile": knownHosts ?? environment["LIFEBOAT_TEST_KNOWN_HOSTS"] ?? "", "operationTimeoutSeconds": 20]
+             "knownHostsFile": knownHosts ?? environment["LIFEBOAT_TEST_KNOWN_HOSTS"] ?? "",
+             "operationTimeoutSeconds": operationTimeout, "connectTimeoutSeconds": connectTimeout]
         }
         let path = directory.appendingPathComponent("hypervisors-\(UUID().uuidString.prefix(6)).json").path
         try JSONSerialization.data(withJSONObject: ["hypervisors": entries]).write(to: URL(fileURLWithPath: path))

@@ -198,12 +198,19 @@ extension JobPlanner {
             files[disk] = "\(directory)/\(domain)-\(disk).\(format)"
             formats[disk] = format
         }
-        let hypervisors = self.hypervisors, paths = files.values.sorted()
-        let conflict = try await runBlocking { () -> String? in
-            let target = try hypervisors.connect(hypervisor)
-            if (try? target.domain(domain, inactive: true)) != nil { return "a domain named \(domain) already exists on \(hypervisor)" }
-            if let existing = try paths.first(where: { try target.fileExists($0) }) { return "\(existing) already exists on \(hypervisor)" }
-            return nil
+        let strategy = LibvirtStrategy(repository: repository, hypervisors: hypervisors, rangeBytes: settings.rangeBytes,
+                                       logger: Logger(label: "lifeboat.planner"))
+        let paths = files.values.sorted()
+        let conflict: String?
+        do {
+            conflict = try await runBlocking { () -> String? in
+                let target = try strategy.connect(hypervisor)
+                if (try? target.domain(domain, inactive: true)) != nil { return "a domain named \(domain) already exists on \(hypervisor)" }
+                if let existing = try paths.first(where: { try target.fileExists($0) }) { return "\(existing) already exists on \(hypervisor)" }
+                return nil
+            }
+        } catch let failure as PermanentFailure {
+            throw RequestRefused(failure.description)
         }
         if let conflict { throw RequestRefused("\(conflict): restore under another name (target.name) or into another storageDirectory") }
         let plan = RestorePlan(backupId: request.backupId, disks: disks,

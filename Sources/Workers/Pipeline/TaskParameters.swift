@@ -64,6 +64,8 @@ struct LibvirtRollbackOrder: Codable, Sendable, Equatable {
     var backupId: String
     var hypervisor: String
     var domain: String
+    /// The overlay files, when known: removed if the domain is gone.
+    var overlays: [String]
 }
 
 struct RestorePlan: Codable, Sendable, Equatable {

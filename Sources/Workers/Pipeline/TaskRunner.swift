@@ -106,6 +106,8 @@ public final class TaskRunner: Sendable {
         let repository = self.repository, libvirt = self.libvirt
         let sourceHost = plan.libvirt.map { "libvirt:\($0.hypervisor)" } ?? "files"
         let staged = try await limiter.withSlot(sourceHost) { try await runBlocking { () -> [StagedRange] in
+            // Another task's failure or a cancel abandoned the job: do not touch the source.
+            guard try repository.isBegun(plan.backupId) else { throw JobAbandoned() }
             do {
                 if let source = plan.libvirt {
                     try libvirt.transfer(plan, source: source, disk: disk, range: range)
@@ -195,6 +197,12 @@ public final class TaskRunner: Sendable {
             return
         }
         logger.error("task failed for good", metadata: ["task": "\(task.taskId)", "attempts": "\(attempt)", "error": "\(reason)"])
+        if task.kind == .transfer, let plan = try? task.parameters(as: BackupPlan.self),
+           (try? await runBlocking({ [repository] in try !repository.isBegun(plan.backupId) })) == true {
+            // The job already failed (another range reported it) or was cancelled.
+            await settler.settle(delivery, publishing: [])
+            return
+        }
         var messages: [OutgoingMessage] = []
         if [.snapshot, .transfer, .finalize].contains(task.kind) {
             let backupId = (try? task.parameters(as: BackupPlan.self))?.backupId ?? (try? task.parameters(as: LibvirtSnapshotOrder.self))?.backupId

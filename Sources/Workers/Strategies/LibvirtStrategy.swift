@@ -5,6 +5,7 @@ import Libvirt
 import Logging
 import Publisher
 import Repository
+import SSH
 
 /// The libvirt strategy: a domain's disk files on a KVM hypervisor, reached over SSH.
 ///
@@ -45,6 +46,21 @@ struct LibvirtStrategy: Sendable {
         return name
     }
 
+    /// Logs in to a hypervisor. A refused host key, failed login or unknown name will not get
+    /// better by retrying: those fail the job at once, with the reason.
+    func connect(_ name: String) throws -> Hypervisor {
+        do {
+            return try hypervisors.connect(name)
+        } catch let error as SSHError {
+            switch error {
+            case .hostKeyChanged, .hostKeyUnknown, .authenticationFailed: throw PermanentFailure("hypervisor \(name): \(error)")
+            default: throw error
+            }
+        } catch let error as HypervisorDirectoryError {
+            throw PermanentFailure(error.description)
+        }
+    }
+
     // MARK: - Backup
 
     func snapshot(_ task: TaskEvent) async throws -> [OutgoingMessage] {
@@ -58,7 +74,7 @@ struct LibvirtStrategy: Sendable {
     /// Snapshot (unless this job's overlays are already there: a redelivered task never takes a
     /// second one), then decide full or incremental and begin the backup.
     private func takeSnapshot(_ order: LibvirtSnapshotOrder) throws -> (BackupPlan, [String: String]) {
-        let hypervisor = try hypervisors.connect(order.hypervisor)
+        let hypervisor = try connect(order.hypervisor)
         var live = try hypervisor.domain(order.domain)
         let disks = try selectedDisks(live, order: order)
         let running = try hypervisor.isRunning(order.domain)
@@ -189,14 +205,24 @@ struct LibvirtStrategy: Sendable {
         }
     }
 
-    /// Copies one range of a frozen disk from the hypervisor into the repository.
+    /// Copies one range of a frozen disk from the hypervisor into the repository. When the read
+    /// fails because the domain is gone (deleted mid-backup), the job fails at once.
     func transfer(_ plan: BackupPlan, source: LibvirtSource, disk: BackupPlan.Disk, range: ByteRange) throws {
         guard let chain = disk.chain else { throw TaskFailure("disk \(disk.name) has no image chain in its plan") }
-        let hypervisor = try hypervisors.connect(source.hypervisor)
+        let hypervisor = try connect(source.hypervisor)
         let changesOnly = disk.changesOnly ?? false
         let reader = RemoteImageSource(shell: hypervisor.shell, host: source.hypervisor, chain: chain, selection: changesOnly ? .topLayer : .allData)
-        try repository.backupRange(streaming: reader, extents: changesOnly ? .changesSinceParent : .dataElsewhereZero,
-                                   backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
+        do {
+            try repository.backupRange(streaming: reader, extents: changesOnly ? .changesSinceParent : .dataElsewhereZero,
+                                       backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
+        } catch RepositoryError.backupNotBegun {
+            throw RepositoryError.backupNotBegun(plan.backupId)
+        } catch {
+            if case LibvirtError.domainNotFound? = Result(catching: { try hypervisor.domain(source.domain) }).failure {
+                throw PermanentFailure("domain \(source.domain) was deleted from \(source.hypervisor) during the backup (\(error))")
+            }
+            throw error
+        }
         WorkerMetrics.sourceBytes(reader.bytesTransferred, strategy: "libvirt")
     }
 
@@ -208,7 +234,7 @@ struct LibvirtStrategy: Sendable {
         guard let source = plan.libvirt else { throw TaskFailure("cleanup task \(task.taskId) has no libvirt source") }
         let merged = try await runBlocking { () -> [String] in
             guard !source.overlays.isEmpty else { return [] }
-            let hypervisor = try hypervisors.connect(source.hypervisor)
+            let hypervisor = try connect(source.hypervisor)
             let live: DomainDescription
             do {
                 live = try hypervisor.domain(source.domain)
@@ -239,11 +265,20 @@ struct LibvirtStrategy: Sendable {
     func rollback(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let order = try task.parameters(as: LibvirtRollbackOrder.self)
         let undone = try await runBlocking { () -> [String] in
-            let hypervisor = try hypervisors.connect(order.hypervisor)
+            let hypervisor: Hypervisor
+            do {
+                hypervisor = try connect(order.hypervisor)
+            } catch let refused as PermanentFailure {
+                // Refused host key or login: no snapshot can have been taken through it either.
+                logger.warning("rollback cannot log in", metadata: ["backup": "\(order.backupId)", "error": "\(refused)"])
+                return []
+            }
             let live: DomainDescription
             do {
                 live = try hypervisor.domain(order.domain)
             } catch LibvirtError.domainNotFound {
+                // Deleted with the job running: its overlays are nobody's now.
+                if !order.overlays.isEmpty { try hypervisor.run(["rm", "-f"] + order.overlays) }
                 return []
             }
             var undone: [String] = []
@@ -261,9 +296,10 @@ struct LibvirtStrategy: Sendable {
     static func rollbackTask(for task: TaskEvent) -> TaskEvent? {
         let order: LibvirtRollbackOrder
         if let snapshot = try? task.parameters(as: LibvirtSnapshotOrder.self) {
-            order = LibvirtRollbackOrder(backupId: snapshot.backupId, hypervisor: snapshot.hypervisor, domain: snapshot.domain)
+            order = LibvirtRollbackOrder(backupId: snapshot.backupId, hypervisor: snapshot.hypervisor, domain: snapshot.domain, overlays: [])
         } else if let plan = try? task.parameters(as: BackupPlan.self), let source = plan.libvirt {
-            order = LibvirtRollbackOrder(backupId: plan.backupId, hypervisor: source.hypervisor, domain: source.domain)
+            order = LibvirtRollbackOrder(backupId: plan.backupId, hypervisor: source.hypervisor, domain: source.domain,
+                                         overlays: source.overlays.values.sorted())
         } else {
             return nil
         }
@@ -277,7 +313,7 @@ struct LibvirtStrategy: Sendable {
     func restore(_ task: TaskEvent, plan: RestorePlan, target: LibvirtRestoreTarget, disk: String) async throws -> [OutgoingMessage] {
         guard let path = target.files[disk], let format = target.formats[disk] else { throw TaskFailure("restore task \(task.taskId): no file for \(disk)") }
         let complete = try await runBlocking { () -> Bool in
-            let hypervisor = try hypervisors.connect(target.hypervisor)
+            let hypervisor = try connect(target.hypervisor)
             if try !hypervisor.fileExists(path) {
                 let writer = try RemoteImageWriter(shell: hypervisor.shell, host: target.hypervisor, path: path, format: format,
                                                    size: try repository.diskSize(backup: plan.backupId, disk: disk))
@@ -312,7 +348,7 @@ struct LibvirtStrategy: Sendable {
             return source
         }
         let started = try await runBlocking { () -> Bool in
-            let hypervisor = try hypervisors.connect(target.hypervisor)
+            let hypervisor = try connect(target.hypervisor)
             let defined = (try? hypervisor.domain(target.domain, inactive: true)) != nil
             if !defined {
                 let files = Dictionary(uniqueKeysWithValues: target.files.map { ($0.key, (path: $0.value, format: target.formats[$0.key] ?? "raw")) })
@@ -333,5 +369,12 @@ extension Hypervisor {
     /// in `LIFEBOAT_DOMAIN`.
     func runHook(_ command: String, domain: String) throws {
         try run(["env", "LIFEBOAT_DOMAIN=\(domain)", "sh", "-c", command])
+    }
+}
+
+private extension Result {
+    var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
     }
 }

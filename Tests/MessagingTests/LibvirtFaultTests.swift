@@ -1,0 +1,162 @@
+import Events
+import Foundation
+import Publisher
+import Repository
+@testable import Workers
+import XCTest
+
+/// The libvirt strategy when things go wrong, on the real hypervisors: a changed host key, the
+/// network link cut mid-transfer (and restored, or not), the VM deleted mid-backup.
+final class LibvirtFaultTests: XCTestCase {
+    var directory: URL!
+    var repositoryPath: String!
+
+    override func setUp() async throws {
+        try await LifeboatQueues.reset()
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-libvirt-faults-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+    }
+
+    override func tearDown() async throws {
+        for n in (try? TestHypervisors.require(1)) ?? [] { _ = try? await TestHypervisors.run(["link", "up", "\(n)"]) }
+        if let directory { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    /// A running domain whose 1 GiB qcow2 disk holds 384 MiB of data: a transfer of several
+    /// 64 MiB ranges, long enough to be cut.
+    private func busyDomain(on host: Int) async throws -> String {
+        let domain = "lb-fault-\(UUID().uuidString.prefix(6).lowercased())"
+        let disk = try await TestHypervisors.run(["vm", "\(host)", domain, "qcow2", "1024", "--no-start"])
+            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init) ?? ""
+        let status = try await runProcess("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "write -P 0x77 0 384M", disk])
+        XCTAssertEqual(status, 0, "filling \(disk)")
+        try await TestHypervisors.run(["virsh", "\(host)", "start", domain])
+        return domain
+    }
+
+    private func summary(_ results: [JobResult]) -> String {
+        results.map { "\($0.status.rawValue) \($0.reason ?? "") \($0.details ?? [:])" }.joined(separator: "\n")
+    }
+
+    /// Results of `job` until `stop` says so (bounded).
+    private func results(of job: String, seconds: Double = 180, until stop: @escaping @Sendable (JobResult) -> Bool) async throws -> [JobResult] {
+        try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: seconds) { deliveries in
+            deliveries.contains {
+                guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body), result.job?.jobId == job else { return false }
+                return stop(result) || result.status == .failed || result.status == .rejected || result.status == .succeeded
+            }
+        }).filter { $0.job?.jobId == job }
+    }
+
+    /// Lifeboat files of `domain` in host `n`'s image directory.
+    private func overlays(_ domain: String, on n: Int) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: TestHypervisors.images(n)).filter { $0.hasPrefix(domain) && $0.contains(".lifeboat-") }
+    }
+
+    private func worker(hosts: [Int], knownHosts: String? = nil, attempts: Int) throws -> RunningWorker {
+        let list = try TestHypervisors.directoryFile(in: directory, hosts: hosts, knownHosts: knownHosts, operationTimeout: 4, connectTimeout: 2)
+        return try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20, taskAttempts: attempts, hypervisors: list)
+    }
+
+    func testAChangedHostKeyIsRefusedAtOnceWithTheReason() async throws {
+        let hosts = try TestHypervisors.require(2)
+        // known_hosts with another key for host 2: what a man in the middle would present.
+        let keyFile = directory.appendingPathComponent("other_key").path
+        let made = try await runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", keyFile])
+        XCTAssertEqual(made, 0)
+        let otherKey = try String(contentsOfFile: keyFile + ".pub", encoding: .utf8).split(separator: " ").prefix(2).joined(separator: " ")
+        let knownHosts = directory.appendingPathComponent("known_hosts").path
+        try "\(TestHypervisors.address(hosts[1])) \(otherKey)\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
+
+        let worker = try worker(hosts: [hosts[1]], knownHosts: knownHosts, attempts: 5)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        try await publisher.send(BackupRequest(requestId: "mitm", project: "p1", instance: "vm-mitm", mode: .full,
+                                               source: .libvirt(host: "hv\(hosts[1])", domain: "any", disks: nil)))
+        let outcome = try await results(of: "mitm") { _ in false }
+        await publisher.shutdown()
+        await worker.stop()
+        XCTAssertEqual(outcome.last?.status, .failed, summary(outcome))
+        XCTAssertTrue(outcome.last?.reason?.contains("host key") == true && outcome.last?.reason?.contains("CHANGED") == true, summary(outcome))
+        XCTAssertEqual(outcome.last?.task?.attempt, 1, "a refused host key is not retried")
+        XCTAssertEqual(worker.worker.taskRunner?.currentCounts.retried, 0)
+    }
+
+    func testALinkCutMidTransferThatComesBackCompletesTheJob() async throws {
+        let hosts = try TestHypervisors.require(1)
+        let domain = try await busyDomain(on: hosts[0])
+        let worker = try worker(hosts: [hosts[0]], attempts: 5)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        try await publisher.send(BackupRequest(requestId: "\(domain)-cut", project: "p1", instance: domain, mode: .full,
+                                               source: .libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)))
+        let before = try await results(of: "\(domain)-cut") { $0.status == .progress }
+        XCTAssertEqual(before.last?.status, .progress, summary(before))
+        try await TestHypervisors.run(["link", "down", "\(hosts[0])"])
+        try await Task.sleep(for: .seconds(6))
+        try await TestHypervisors.run(["link", "up", "\(hosts[0])"])
+        let after = try await results(of: "\(domain)-cut") { _ in false }
+        await publisher.shutdown()
+        await worker.stop()
+        XCTAssertEqual(after.last?.status, .succeeded, summary(after))
+        XCTAssertGreaterThan(worker.worker.taskRunner?.currentCounts.retried ?? 0, 0, "the cut made tasks fail and retry")
+        XCTAssertEqual(try overlays(domain, on: hosts[0]), ["\(domain)-vda.qcow2.lifeboat-\(domain)-cut.qcow2"])
+        try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", domain])
+    }
+
+    func testALinkThatStaysCutFailsTheJobAfterBoundedRetriesAndTheOverlayIsMergedBack() async throws {
+        let hosts = try TestHypervisors.require(1)
+        let domain = try await busyDomain(on: hosts[0])
+        let worker = try worker(hosts: [hosts[0]], attempts: 2)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        try await publisher.send(BackupRequest(requestId: "\(domain)-down", project: "p1", instance: domain, mode: .full,
+                                               source: .libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)))
+        _ = try await results(of: "\(domain)-down") { $0.status == .progress }
+        XCTAssertEqual(try overlays(domain, on: hosts[0]).count, 1, "the snapshot's overlay")
+        try await TestHypervisors.run(["link", "down", "\(hosts[0])"])
+        let outcome = try await results(of: "\(domain)-down") { _ in false }
+        XCTAssertEqual(outcome.last?.status, .failed, summary(outcome))
+        XCTAssertTrue(outcome.last?.reason?.contains("after 2 attempts") == true, summary(outcome))
+        XCTAssertFalse(try Repository.open(path: repositoryPath).listBackups().contains { $0.id == "\(domain)-down" }, "nothing visible")
+
+        // The link returns: the rollback (retried meanwhile) merges the overlay back.
+        try await TestHypervisors.run(["link", "up", "\(hosts[0])"])
+        var left = try overlays(domain, on: hosts[0])
+        for _ in 0..<60 where !left.isEmpty {
+            try await Task.sleep(for: .seconds(1))
+            left = try overlays(domain, on: hosts[0])
+        }
+        await publisher.shutdown()
+        await worker.stop()
+        XCTAssertEqual(left, [], "the failed job's overlay was merged back")
+        let source = try await TestHypervisors.run(["virsh", "\(hosts[0])", "domblklist", domain])
+        XCTAssertTrue(source.contains("\(domain)-vda.qcow2") && !source.contains("lifeboat"), source)
+        try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", domain])
+    }
+
+    func testAVMDeletedMidBackupFailsClearlyAndItsOverlayIsRemoved() async throws {
+        let hosts = try TestHypervisors.require(1)
+        let domain = try await busyDomain(on: hosts[0])
+        let worker = try worker(hosts: [hosts[0]], attempts: 5)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        try await publisher.send(BackupRequest(requestId: "\(domain)-gone", project: "p1", instance: domain, mode: .full,
+                                               source: .libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)))
+        _ = try await results(of: "\(domain)-gone") { $0.status == .progress }
+        // What deleting an instance does: the domain goes, and its disk with it.
+        try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", domain])
+        try await TestHypervisors.run(["virsh", "\(hosts[0])", "undefine", domain])
+        try FileManager.default.removeItem(atPath: "\(TestHypervisors.images(hosts[0]))/\(domain)-vda.qcow2")
+        let outcome = try await results(of: "\(domain)-gone") { _ in false }
+        XCTAssertEqual(outcome.last?.status, .failed, summary(outcome))
+        XCTAssertTrue(outcome.last?.reason?.contains("was deleted") == true, summary(outcome))
+        var left = try overlays(domain, on: hosts[0])
+        for _ in 0..<20 where !left.isEmpty {
+            try await Task.sleep(for: .seconds(0.5))
+            left = try overlays(domain, on: hosts[0])
+        }
+        await publisher.shutdown()
+        await worker.stop()
+        XCTAssertEqual(left, [], "the overlay of the deleted domain was removed")
+        XCTAssertFalse(try Repository.open(path: repositoryPath).listBackups().contains { $0.id == "\(domain)-gone" })
+    }
+}
