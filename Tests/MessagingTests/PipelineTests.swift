@@ -105,6 +105,47 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(try Repository.open(path: repositoryPath).listBackups().map(\.id).sorted(), ["pipe-full", "pipe-incr"])
     }
 
+    func testAQcow2ImageIsBackedUpAsTheGuestSeesItByTwoWorkersAndRestoredAsRawAndQcow2() async throws {
+        // A 1 GiB qcow2 over a raw backing file, written in both layers, with a zeroed range.
+        let base = directory.appendingPathComponent("base.raw").path, image = directory.appendingPathComponent("disk.qcow2").path
+        let shell = "head -c 50331648 /dev/urandom > \(base) && truncate -s 1G \(base) && "
+            + "qemu-img create -q -f qcow2 -F raw -b \(base) \(image) && "
+            + "qemu-io -f qcow2 -c 'write -P 0x3c 20M 8M' -c 'write -z 40M 4M' -c 'write -P 0xe1 1000M 24M' \(image) > /dev/null"
+        let made = try await runProcess("/bin/sh", ["-c", shell])
+        XCTAssertEqual(made, 0)
+        let view = directory.appendingPathComponent("view.raw").path
+        let converted = try await runProcess("/usr/bin/qemu-img", ["convert", "-O", "raw", image, view])
+        XCTAssertEqual(converted, 0)
+        let expected = try sha256(view)
+
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let workers = try [RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20),
+                           RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20)]
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        try await publisher.send(BackupRequest(requestId: "qcow2-full", project: "p1", instance: "vm-q", mode: .full,
+                                               source: .files(disks: [LocalDisk(name: "vda", path: image, format: .qcow2)])))
+        let backup = try await results(of: "qcow2-full", until: .succeeded)
+        XCTAssertEqual(backup.last?.status, .succeeded, "\(backup.map { "\($0.status) \($0.reason ?? "")" })")
+        XCTAssertEqual(backup.compactMap(\.progress).map(\.bytesTotal).max(), 1 << 30, "the guest-visible size, not the file's")
+
+        for (format, file) in [(DiskFormat.raw, "vda.img"), (.qcow2, "vda.qcow2")] {
+            let target = directory.appendingPathComponent("restore-\(format.rawValue)").path
+            try await publisher.send(RestoreRequest(requestId: "qcow2-to-\(format.rawValue)", project: "p1", backupId: "qcow2-full",
+                                                    target: .files(directory: target, format: format), requestedBy: Principal(userId: "u1")))
+            let restored = try await results(of: "qcow2-to-\(format.rawValue)", until: .succeeded)
+            XCTAssertEqual(restored.last?.status, .succeeded, "\(restored.map { "\($0.status) \($0.reason ?? "")" })")
+            let back = directory.appendingPathComponent("back-\(format.rawValue).raw").path
+            let status = try await runProcess("/usr/bin/qemu-img", ["convert", "-O", "raw", "\(target)/\(file)", back])
+            XCTAssertEqual(status, 0)
+            XCTAssertEqual(try sha256(back), expected, "restored as \(format.rawValue), the guest sees what it saw")
+        }
+        await publisher.shutdown()
+        for worker in workers { await worker.stop() }
+        let shares = workers.map { $0.worker.taskRunner?.currentCounts.completed ?? 0 }
+        XCTAssertTrue(shares.allSatisfy { $0 > 0 }, "both workers ran tasks: \(shares)")
+    }
+
     func testAVanishedSourceFailsAfterBoundedRetriesWithTheReasonAndCleansUp() async throws {
         let repositoryPath = directory.appendingPathComponent("repository").path
         let repository = try Repository.create(path: repositoryPath)

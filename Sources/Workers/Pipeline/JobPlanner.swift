@@ -63,9 +63,6 @@ public struct JobPlanner: RequestHandler {
             throw RequestRefused("disk \(disk.name): \(disk.path) is outside the directories this worker may read images from "
                                  + "(LIFEBOAT_FILE_SOURCES: \(settings.fileSourceRoots.isEmpty ? "none" : settings.fileSourceRoots.joined(separator: ":")))")
         }
-        if let qcow2 = disks.first(where: { $0.format != .raw }) {
-            throw RequestRefused("disk \(qcow2.name): \(qcow2.format.rawValue) image files are not supported yet, only raw")
-        }
         let backupId = job.jobId
         let repository = self.repository
         if try await runBlocking({ try repository.isCommitted(backupId) }) {
@@ -74,8 +71,16 @@ public struct JobPlanner: RequestHandler {
                     .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
         }
         // Sized the way the transfers will read it (a block device's size is its end, not st_size).
+        // Sized the way the transfers will read it: a raw file or block device by its end, a
+        // qcow2 image by its guest-visible size (its chain is read through qemu-img's map).
         let sized = try await runBlocking {
             try disks.map { disk in
+                if disk.format == .qcow2 {
+                    guard let chain = try? Hypervisor(name: "local", shell: LocalShell()).chain(of: disk.path), chain.layers[0].format == "qcow2" else {
+                        throw RequestRefused("disk \(disk.name): \(disk.path) is not a readable qcow2 image")
+                    }
+                    return BackupPlan.Disk(name: disk.name, path: disk.path, size: chain.virtualSize, chain: chain)
+                }
                 guard let source = try? LocalImageSource(path: disk.path) else {
                     throw RequestRefused("disk \(disk.name): cannot read \(disk.path)")
                 }
@@ -121,7 +126,6 @@ public struct JobPlanner: RequestHandler {
         guard case .files(let directory, let format) = request.target else {
             throw RequestRefused("restoring to \(request.target.kind.rawValue) is not available yet: this worker restores to files")
         }
-        guard format == .raw else { throw RequestRefused("restoring as \(format.rawValue) is not supported yet, only raw") }
         guard Self.isInside(directory, settings.restoreRoots) else {
             throw RequestRefused("\(directory) is outside the directories this worker may restore into "
                                  + "(LIFEBOAT_RESTORE_DIRECTORIES: \(settings.restoreRoots.isEmpty ? "none" : settings.restoreRoots.joined(separator: ":")))")
@@ -138,7 +142,7 @@ public struct JobPlanner: RequestHandler {
         if let unknown = disks.first(where: { !names.contains($0) }) {
             throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
         }
-        let parameters = TaskEvent.parameters(RestorePlan(backupId: request.backupId, directory: directory, disks: disks))
+        let parameters = TaskEvent.parameters(RestorePlan(backupId: request.backupId, directory: directory, disks: disks, format: format))
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + disks.map { disk in
             .task(TaskEvent(taskId: "\(job.jobId).restore.\(disk)", job: job, kind: .restore, disk: disk, parameters: parameters))
         }

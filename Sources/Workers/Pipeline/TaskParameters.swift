@@ -70,9 +70,10 @@ struct LibvirtRollbackOrder: Codable, Sendable, Equatable {
 
 struct RestorePlan: Codable, Sendable, Equatable {
     var backupId: String
-    /// Restores to files in this directory on the worker's host...
+    /// Restores to files in this directory on the worker's host (`<disk>.img` raw, `<disk>.qcow2`)...
     var directory: String? = nil
     var disks: [String]
+    var format: DiskFormat? = nil
     /// ...or onto a hypervisor.
     var libvirt: LibvirtRestoreTarget? = nil
 }

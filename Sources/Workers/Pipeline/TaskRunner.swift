@@ -111,6 +111,11 @@ public final class TaskRunner: Sendable {
             do {
                 if let source = plan.libvirt {
                     try libvirt.transfer(plan, source: source, disk: disk, range: range)
+                } else if let chain = disk.chain {
+                    // A qcow2 image on this host: its guest view, read as over SSH but locally.
+                    try repository.backupRange(streaming: RemoteImageSource(shell: LocalShell(), host: "local", chain: chain, selection: .allData),
+                                               extents: .dataElsewhereZero, backup: plan.backupId, disk: disk.name,
+                                               offset: range.offset, length: range.length)
                 } else {
                     try repository.backupRange(from: try LocalImageSource(path: disk.path), backup: plan.backupId, disk: disk.name,
                                                offset: range.offset, length: range.length)
@@ -170,18 +175,24 @@ public final class TaskRunner: Sendable {
         if let target = plan.libvirt { return try await libvirt.restore(task, plan: plan, target: target, disk: disk) }
         guard let directory = plan.directory else { throw PermanentFailure("restore task \(task.taskId) has no target") }
         let repository = self.repository
+        let qcow2 = plan.format == .qcow2
+        @Sendable func file(_ disk: String) -> String { "\(directory)/\(disk).\(qcow2 ? "qcow2" : "img")" }
         let complete = try await runBlocking { () -> Bool in
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let final = "\(directory)/\(disk).img"
+            let final = file(disk)
             let partial = final + ".partial"
-            try repository.restore(backup: plan.backupId, disk: disk, to: partial)
+            if qcow2 {
+                try repository.restoreQcow2(backup: plan.backupId, disk: disk, to: partial)
+            } else {
+                try repository.restore(backup: plan.backupId, disk: disk, to: partial)
+            }
             // The file appears under its name only when whole.
             guard rename(partial, final) == 0 else { throw TaskFailure("cannot rename \(partial): \(String(cString: strerror(errno)))") }
-            return plan.disks.allSatisfy { FileManager.default.fileExists(atPath: "\(directory)/\($0).img") }
+            return plan.disks.allSatisfy { FileManager.default.fileExists(atPath: file($0)) }
         }
         let summary = TaskSummary(taskId: task.taskId, kind: .restore, disk: disk)
         return [.result(JobResult(job: task.job, status: complete ? .succeeded : .progress, task: summary, backupId: plan.backupId,
-                                  details: ["file": "\(directory)/\(disk).img"]))]
+                                  details: ["file": file(disk)]))]
     }
 
     /// Retry later through the delay queue, or, out of attempts, fail the job and clean up.
