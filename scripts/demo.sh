@@ -75,7 +75,7 @@ log "1. full backup over SSH: a disk-only snapshot, then 64 MiB range tasks that
     --libvirt kvm-a/demo-vm --follow --timeout 300
 sha_full=$(frozen_digest)
 
-log "2. the guest writes 8 MiB; the incremental reads only the overlay's own clusters"
+log "2. the guest writes 8 MiB (two patterns: they dedupe and compress to almost nothing); the incremental reads only the overlay's own clusters"
 scripts/hypervisor.sh guest-write $A demo-vm 300M 4M 0x5a
 scripts/hypervisor.sh guest-write $A demo-vm 900M 4M 0xa5
 "$LIFEBOAT" backup --project demo-project --instance demo-vm --mode incremental --request-id demo-incr \
