@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Lifeboat's tests against real peers: installs what they need (Debian packages),
-# starts the project's own RabbitMQ on loopback, runs `swift test`, stops the broker.
+# starts the project's own RabbitMQ and sshd on loopback, runs `swift test`, stops them.
 #
 #   scripts/test.sh [extra swift test arguments, e.g. --filter AMQPTests]
 set -euo pipefail
@@ -25,8 +25,11 @@ fi
 
 # A broker with no data from earlier runs: queues are declared exactly as this checkout says.
 scripts/broker.sh reset
-trap 'scripts/broker.sh stop' EXIT
+trap 'scripts/broker.sh stop; scripts/sshd.sh stop' EXIT
 eval "$(scripts/broker.sh env)"
+# An OpenSSH server of the tests' own on loopback, for the SSH client's tests.
+scripts/sshd.sh start
+eval "$(scripts/sshd.sh env)"
 # A peer or tool the tests need that is missing is a failure here, not a skip.
 export LIFEBOAT_STRICT_TESTS=1
 
@@ -38,6 +41,7 @@ status=${PIPESTATUS[0]}
 set -e
 trap - EXIT
 scripts/broker.sh stop
+scripts/sshd.sh stop
 # The closing line, in the plain form any CI reads: "N passed, N failed".
 if summary=$(grep -a -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$LIFEBOAT_RUN_DIR/test.log" | tail -n 1) && [ -n "$summary" ]; then
     total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")

@@ -42,7 +42,7 @@ apt_install() {
 # What building Lifeboat needs: the C libraries it binds (with their headers).
 BUILD_PACKAGES=(pkg-config librabbitmq-dev libssh2-1-dev libcurl4-openssl-dev libzstd-dev librbd-dev librados-dev)
 # What its tests and demos start or talk to.
-TEST_PACKAGES=(rabbitmq-server amqp-tools openssl python3 python3-pika python3-jsonschema python3-yaml qemu-utils)
+TEST_PACKAGES=(rabbitmq-server amqp-tools openssl python3 python3-pika python3-jsonschema python3-yaml qemu-utils openssh-server openssh-client)
 
 # Installs what building and running need, builds the `lifeboat` command in release mode, and
 # sets LIFEBOAT to its path. For the demo and the benchmarks that run real workers.
