@@ -72,8 +72,9 @@ let package = Package(
 
         // Small command over the Repository API for the benchmark and the crash/concurrency tests.
         .executableTarget(name: "repository-tool", dependencies: ["Repository"], path: "Sources/RepositoryTool"),
-        // Publish/consume throughput against the broker, for scripts/bench-amqp.sh.
-        .executableTarget(name: "lifeboat-bench", dependencies: ["AMQP", .product(name: "Logging", package: "swift-log")], path: "Sources/LifeboatBench"),
+        // Publish/consume throughput against the broker and SSH stream throughput against an
+        // sshd, for scripts/bench-amqp.sh and scripts/bench-ssh.sh.
+        .executableTarget(name: "lifeboat-bench", dependencies: ["AMQP", "SSH", .product(name: "Logging", package: "swift-log")], path: "Sources/LifeboatBench"),
 
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "BindingsTests", dependencies: ["SSH", "Ceph", "OpenStack", "Compression", "AMQP"]),

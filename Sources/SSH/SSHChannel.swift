@@ -165,7 +165,15 @@ public final class SSHChannel {
                     quiet.restart()
                     continue
                 }
-                if endedWithoutEOF > 0 {
+                // A read drains the socket into libssh2's queue for both streams, so the last
+                // read of a pass may have queued data for the other stream while answering
+                // EAGAIN for its own: that data is read now, not after a poll that might wait
+                // for a server whose window it fills.
+                if pending == nil,
+                   (!stdoutEnded && libssh2_poll_channel_read(channel, 0) != 0) || (!stderrEnded && libssh2_poll_channel_read(channel, 1) != 0) {
+                    continue
+                }
+                if pending == nil, endedWithoutEOF > 0 {
                     // Reads answer 0 without the channel being at EOF: a channel closed without
                     // EOF (or a packet libssh2 consumed without data). Retry at once; a few
                     // such passes in a row mean the output is over.
@@ -195,8 +203,10 @@ public final class SSHChannel {
             let code = libssh2_keepalive_send(session, &untilKeepalive)
             if code != 0, code != LIBSSH2_ERROR_EAGAIN { throw owner.error(Int(code), doing: "sending a keepalive") }
         }
+        // A half-sent packet waits for room in the socket only: polling for input too would
+        // spin on the stdout that may not be read until the packet is out.
         let directions = libssh2_session_block_directions(session)
-        entry = pollfd(fd: owner.socket, events: Int16(POLLIN), revents: 0)
+        entry = pollfd(fd: owner.socket, events: Int16(pending == nil ? POLLIN : POLLOUT), revents: 0)
         if directions & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { entry.events |= Int16(POLLOUT) }
         var timeout = quiet.remainingMilliseconds
         if untilKeepalive > 0 { timeout = min(timeout, untilKeepalive * 1000) }

@@ -139,5 +139,24 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(try session.run("sleep 5; echo done").stdout, Data("done\n".utf8))
     }
 
+    /// The server stops answering mid-stream (its session process frozen with SIGSTOP, which is
+    /// how a cut link looks from here): keepalives get no reply, and the stream fails with a
+    /// timeout instead of hanging.
+    func testAStalledServerTimesOutDespiteKeepalives() throws {
+        let session = try connect(operationTimeout: 3, keepalive: 1)
+        let parent = String(decoding: try session.run("echo $PPID").stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let serverProcess = try XCTUnwrap(pid_t(parent))
+        defer { kill(serverProcess, SIGCONT) }
+        var received = 0
+        let error = sshError {
+            try session.stream("cat /dev/zero") { piece in
+                if received < 1 << 20, received + piece.count >= 1 << 20 { kill(serverProcess, SIGSTOP) }
+                received += piece.count
+            }
+        }
+        guard case .timedOut? = error else { return XCTFail("\(String(describing: error))") }
+        XCTAssertGreaterThanOrEqual(received, 1 << 20)
+    }
+
     private func hex(_ digest: SHA256.Digest) -> String { digest.map { String(format: "%02x", $0) }.joined() }
 }
