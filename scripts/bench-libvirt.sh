@@ -55,8 +55,10 @@ REMOTE=/var/lib/libvirt/images/$(basename "$DISK")
 now() { date +%s.%N; }
 seconds() { python3 -c "print(round($2 - $1, 3))"; }
 metric() {  # the worker's lifeboat_source_bytes_total
-    python3 -c "import urllib.request; print(urllib.request.urlopen('http://$METRICS/metrics').read().decode())" |
-        awk '/^lifeboat_source_bytes_total/ { s += $2 } END { printf "%d\n", s }'
+    python3 -c "
+import urllib.request
+text = urllib.request.urlopen('http://$METRICS/metrics').read().decode()
+print(sum(int(float(line.split()[-1])) for line in text.splitlines() if line.startswith('lifeboat_source_bytes_total')))"
 }
 
 log "baselines: OpenSSH reads the whole file (page cache warmed first)"
@@ -104,7 +106,7 @@ while total < target:
 for start, length in runs:
     print(start, length, random.randint(1, 255))
 PY
-awk '{ s += $2 } END { print s }' "$LIFEBOAT_RUN_DIR/writes")
+python3 -c "import sys; print(sum(int(l.split()[1]) for l in open(sys.argv[1])))" "$LIFEBOAT_RUN_DIR/writes")
 while read -r start length byte; do
     scripts/hypervisor.sh guest-write $H bench-vm "$start" "$length" "$(printf '0x%02x' "$byte")" >/dev/null
 done <"$LIFEBOAT_RUN_DIR/writes"

@@ -24,18 +24,6 @@ final class LibvirtFaultTests: XCTestCase {
         if let directory { try? FileManager.default.removeItem(at: directory) }
     }
 
-    /// A running domain whose 1 GiB qcow2 disk holds 384 MiB of data: a transfer of several
-    /// 64 MiB ranges, long enough to be cut.
-    private func busyDomain(on host: Int) async throws -> String {
-        let domain = "lb-fault-\(UUID().uuidString.prefix(6).lowercased())"
-        let disk = try await TestHypervisors.run(["vm", "\(host)", domain, "qcow2", "1024", "--no-start"])
-            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init) ?? ""
-        let status = try await runProcess("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "write -P 0x77 0 384M", disk])
-        XCTAssertEqual(status, 0, "filling \(disk)")
-        try await TestHypervisors.run(["virsh", "\(host)", "start", domain])
-        return domain
-    }
-
     private func summary(_ results: [JobResult]) -> String {
         results.map { "\($0.status.rawValue) \($0.reason ?? "") \($0.details ?? [:])" }.joined(separator: "\n")
     }
@@ -48,11 +36,6 @@ final class LibvirtFaultTests: XCTestCase {
                 return stop(result) || result.status == .failed || result.status == .rejected || result.status == .succeeded
             }
         }).filter { $0.job?.jobId == job }
-    }
-
-    /// Lifeboat files of `domain` in host `n`'s image directory.
-    private func overlays(_ domain: String, on n: Int) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: TestHypervisors.images(n)).filter { $0.hasPrefix(domain) && $0.contains(".lifeboat-") }
     }
 
     private func worker(hosts: [Int], knownHosts: String? = nil, attempts: Int) throws -> RunningWorker {
@@ -85,7 +68,7 @@ final class LibvirtFaultTests: XCTestCase {
 
     func testALinkCutMidTransferThatComesBackCompletesTheJob() async throws {
         let hosts = try TestHypervisors.require(1)
-        let domain = try await busyDomain(on: hosts[0])
+        let domain = try await TestHypervisors.busyDomain(on: hosts[0])
         let worker = try worker(hosts: [hosts[0]], attempts: 5)
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         try await publisher.send(BackupRequest(requestId: "\(domain)-cut", project: "p1", instance: domain, mode: .full,
@@ -100,19 +83,19 @@ final class LibvirtFaultTests: XCTestCase {
         await worker.stop()
         XCTAssertEqual(after.last?.status, .succeeded, summary(after))
         XCTAssertGreaterThan(worker.worker.taskRunner?.currentCounts.retried ?? 0, 0, "the cut made tasks fail and retry")
-        XCTAssertEqual(try overlays(domain, on: hosts[0]), ["\(domain)-vda.qcow2.lifeboat-\(domain)-cut.qcow2"])
+        XCTAssertEqual(try TestHypervisors.overlays(domain, on: hosts[0]), ["\(domain)-vda.qcow2.lifeboat-\(domain)-cut.qcow2"])
         try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", domain])
     }
 
     func testALinkThatStaysCutFailsTheJobAfterBoundedRetriesAndTheOverlayIsMergedBack() async throws {
         let hosts = try TestHypervisors.require(1)
-        let domain = try await busyDomain(on: hosts[0])
+        let domain = try await TestHypervisors.busyDomain(on: hosts[0])
         let worker = try worker(hosts: [hosts[0]], attempts: 2)
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         try await publisher.send(BackupRequest(requestId: "\(domain)-down", project: "p1", instance: domain, mode: .full,
                                                source: .libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)))
         _ = try await results(of: "\(domain)-down") { $0.status == .progress }
-        XCTAssertEqual(try overlays(domain, on: hosts[0]).count, 1, "the snapshot's overlay")
+        XCTAssertEqual(try TestHypervisors.overlays(domain, on: hosts[0]).count, 1, "the snapshot's overlay")
         try await TestHypervisors.run(["link", "down", "\(hosts[0])"])
         let outcome = try await results(of: "\(domain)-down") { _ in false }
         XCTAssertEqual(outcome.last?.status, .failed, summary(outcome))
@@ -121,10 +104,10 @@ final class LibvirtFaultTests: XCTestCase {
 
         // The link returns: the rollback (retried meanwhile) merges the overlay back.
         try await TestHypervisors.run(["link", "up", "\(hosts[0])"])
-        var left = try overlays(domain, on: hosts[0])
+        var left = try TestHypervisors.overlays(domain, on: hosts[0])
         for _ in 0..<60 where !left.isEmpty {
             try await Task.sleep(for: .seconds(1))
-            left = try overlays(domain, on: hosts[0])
+            left = try TestHypervisors.overlays(domain, on: hosts[0])
         }
         await publisher.shutdown()
         await worker.stop()
@@ -136,7 +119,7 @@ final class LibvirtFaultTests: XCTestCase {
 
     func testAVMDeletedMidBackupFailsClearlyAndItsOverlayIsRemoved() async throws {
         let hosts = try TestHypervisors.require(1)
-        let domain = try await busyDomain(on: hosts[0])
+        let domain = try await TestHypervisors.busyDomain(on: hosts[0])
         let worker = try worker(hosts: [hosts[0]], attempts: 5)
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         try await publisher.send(BackupRequest(requestId: "\(domain)-gone", project: "p1", instance: domain, mode: .full,
@@ -149,10 +132,10 @@ final class LibvirtFaultTests: XCTestCase {
         let outcome = try await results(of: "\(domain)-gone") { _ in false }
         XCTAssertEqual(outcome.last?.status, .failed, summary(outcome))
         XCTAssertTrue(outcome.last?.reason?.contains("was deleted") == true, summary(outcome))
-        var left = try overlays(domain, on: hosts[0])
+        var left = try TestHypervisors.overlays(domain, on: hosts[0])
         for _ in 0..<20 where !left.isEmpty {
             try await Task.sleep(for: .seconds(0.5))
-            left = try overlays(domain, on: hosts[0])
+            left = try TestHypervisors.overlays(domain, on: hosts[0])
         }
         await publisher.shutdown()
         await worker.stop()

@@ -41,6 +41,23 @@ enum TestHypervisors {
         return path
     }
 
+    /// A running domain whose 1 GiB qcow2 disk holds 384 MiB of data: a transfer of several
+    /// 64 MiB ranges, long enough to be cut.
+    static func busyDomain(on host: Int) async throws -> String {
+        let domain = "lb-fault-\(UUID().uuidString.prefix(6).lowercased())"
+        let disk = try await run(["vm", "\(host)", domain, "qcow2", "1024", "--no-start"])
+            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init) ?? ""
+        let status = try await runProcess("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "write -P 0x77 0 384M", disk])
+        XCTAssertEqual(status, 0, "filling \(disk)")
+        try await run(["virsh", "\(host)", "start", domain])
+        return domain
+    }
+
+    /// Lifeboat overlays of `domain` in host `n`'s image directory.
+    static func overlays(_ domain: String, on n: Int) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: images(n)).filter { $0.hasPrefix(domain) && $0.contains(".lifeboat-") }
+    }
+
     /// `scripts/hypervisor.sh ARGS`, its output.
     @discardableResult
     static func run(_ arguments: [String]) async throws -> String {

@@ -34,7 +34,8 @@ final class WorkerProcessTests: XCTestCase {
     }
 
     /// A `lifeboat worker` process on the test broker and `repository`.
-    private func startWorker(_ name: String, repository: String, concurrency: Int = 1, metricsPort: Int? = nil) throws -> Process {
+    private func startWorker(_ name: String, repository: String, concurrency: Int = 1, metricsPort: Int? = nil,
+                             hypervisors: String? = nil) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try lifeboat)
         process.arguments = ["worker"]
@@ -45,6 +46,7 @@ final class WorkerProcessTests: XCTestCase {
         environment["LIFEBOAT_RANGE_MIB"] = "32"
         environment["LIFEBOAT_TASK_CONCURRENCY"] = "\(concurrency)"
         environment["LIFEBOAT_METRICS_ADDRESS"] = metricsPort.map { "127.0.0.1:\($0)" }
+        environment["LIFEBOAT_HYPERVISORS"] = hypervisors
         process.environment = environment
         let log = directory.appendingPathComponent("\(name).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -122,6 +124,55 @@ final class WorkerProcessTests: XCTestCase {
         survivor.terminate()
         survivor.waitUntilExit()
         XCTAssertEqual(survivor.terminationStatus, 0, "SIGTERM stops a worker cleanly")
+    }
+
+    /// The libvirt strategy across processes: a worker killed with SIGKILL mid-transfer; the
+    /// job completes on the other, and the backup equals the guest's disk at the snapshot.
+    func testAWorkerKilledMidLibvirtTransferDoesNotStopTheJob() async throws {
+        let hosts = try TestHypervisors.require(1)
+        let repository = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repository)
+        let domain = try await TestHypervisors.busyDomain(on: hosts[0])
+        let list = try TestHypervisors.directoryFile(in: directory, hosts: [hosts[0]])
+        let victim = try startWorker("victim", repository: repository, hypervisors: list)
+        _ = try startWorker("survivor", repository: repository, hypervisors: list)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let follower = AMQPConsumer(settings: try TestBroker.settings(), topology: LifeboatTopology.core,
+                                    queues: [LifeboatTopology.Queue.results], prefetch: 100)
+        let job = "\(domain)-killed"
+        try await publisher.send(BackupRequest(requestId: job, project: "p1", instance: domain, mode: .full,
+                                               source: .libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)))
+        var killed = false
+        var outcome: JobResult?
+        let deadline = Task {
+            try? await Task.sleep(for: .seconds(240))
+            await follower.shutdown(grace: 1)
+        }
+        for await delivery in follower.deliveries {
+            delivery.ack()
+            guard let result = try? MessageCodec.decode(JobResult.self, from: delivery.body), result.job?.jobId == job else { continue }
+            if result.status == .progress && !killed {
+                kill(victim.processIdentifier, SIGKILL)  // mid-transfer: its task in hand goes back to the queue
+                killed = true
+            }
+            if [.succeeded, .failed].contains(result.status) {
+                outcome = result
+                break
+            }
+        }
+        deadline.cancel()
+        await follower.shutdown(grace: 1)
+        await publisher.shutdown()
+        XCTAssertTrue(killed)
+        XCTAssertEqual(outcome?.status, .succeeded, outcome?.reason ?? "no outcome")
+        // After a full, the disk's file is the frozen point the backup read.
+        let target = directory.appendingPathComponent("restored").path
+        try Repository.open(path: repository).restore(backup: job, disk: "vda", to: target)
+        let frozen = try await guestViewDigest(host: hosts[0], image: "\(domain)-vda.qcow2")
+        XCTAssertEqual(try digest(target), frozen, "the backup is whole and equals the disk at the snapshot")
+        XCTAssertEqual(try TestHypervisors.overlays(domain, on: hosts[0]), ["\(domain)-vda.qcow2.lifeboat-\(job).qcow2"],
+                       "one snapshot, one overlay")
+        try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", domain])
     }
 
     func testACancelledJobStopsCleansUpAndIsReported() async throws {
