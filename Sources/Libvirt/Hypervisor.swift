@@ -78,6 +78,58 @@ public struct Hypervisor {
         try virsh(["blockcommit", "--domain", domain, "--path", target, "--base", base, "--active", "--pivot", "--wait", "--delete", "--verbose"])
     }
 
+    // MARK: Dirty bitmaps (libvirt checkpoints)
+
+    /// The domain's checkpoints, by name.
+    public func checkpoints(_ domain: String) throws -> [String] {
+        try virsh(["checkpoint-list", "--name", "--", domain]).output.split(separator: "\n")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Starts a push-mode backup of `targets` (disk → new qcow2 file on the hypervisor) and
+    /// creates checkpoint `checkpoint` (a new dirty bitmap per disk) at the same instant.
+    /// With `since`, only the clusters written after that checkpoint are copied. QEMU copies
+    /// in the background; `waitForJob` waits for it.
+    public func beginPushBackup(_ domain: String, targets: [String: String], since: String?, checkpoint: String) throws {
+        func escaped(_ text: String) -> String {
+            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "'", with: "&apos;")
+                .replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        }
+        let disks = targets.sorted { $0.key < $1.key }
+        let backup = "<domainbackup mode='push'>" + (since.map { "<incremental>\(escaped($0))</incremental>" } ?? "") + "<disks>"
+            + disks.map { "<disk name='\(escaped($0.key))' type='file'><target file='\(escaped($0.value))'/><driver type='qcow2'/></disk>" }.joined()
+            + "</disks></domainbackup>"
+        let checkpointXML = "<domaincheckpoint><name>\(escaped(checkpoint))</name><disks>"
+            + disks.map { "<disk name='\(escaped($0.key))' checkpoint='bitmap'/>" }.joined() + "</disks></domaincheckpoint>"
+        // The XML goes through files on the hypervisor: virsh reads both from paths.
+        let scratch = try run(["mktemp", "-d", "/tmp/lifeboat-backup.XXXXXX"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? run(["rm", "-rf", scratch]) }
+        try run(["sh", "-c", "cat > \"$0\"", "\(scratch)/backup.xml"], input: Data(backup.utf8))
+        try run(["sh", "-c", "cat > \"$0\"", "\(scratch)/checkpoint.xml"], input: Data(checkpointXML.utf8))
+        try virsh(["backup-begin", "--domain", domain, "--backupxml", "\(scratch)/backup.xml", "--checkpointxml", "\(scratch)/checkpoint.xml"])
+    }
+
+    /// Waits until the domain's block job (a push backup) has ended, and throws unless it completed.
+    public func waitForJob(_ domain: String, pollSeconds: Double = 0.2) throws {
+        while try virsh(["domjobinfo", "--", domain]).output.contains("Backup") {
+            Thread.sleep(forTimeInterval: pollSeconds)
+        }
+        let completed = try virsh(["domjobinfo", "--completed", "--", domain]).output
+        guard completed.contains("Completed") else {
+            throw HostCommandFailed(host: name, command: "virsh backup-begin \(domain)", status: 1,
+                                    stderr: "the backup job did not complete: \(completed)")
+        }
+    }
+
+    public func deleteCheckpoint(_ domain: String, _ checkpoint: String) throws {
+        try virsh(["checkpoint-delete", "--domain", domain, "--checkpointname", checkpoint])
+    }
+
+    /// Stops a running block job, if any (a push backup of a failed job).
+    public func abortJob(_ domain: String) {
+        _ = try? virsh(["domjobabort", "--", domain])
+    }
+
     public func chain(of path: String) throws -> ImageChain {
         let command = ImageChain.infoCommand(path)
         let result = try shell.run(command)

@@ -13,7 +13,8 @@ import SSH
 /// Optional per host: `port` (22), `passwordFile` (instead of a key), `passphraseFile`,
 /// `trustOnFirstUse` (false), `libvirtURI` (`qemu:///system`), `preSnapshotCommand` and
 /// `postSnapshotCommand` (run on the hypervisor around the snapshot, with `LIFEBOAT_DOMAIN`
-/// set), `connectTimeoutSeconds` (10), `operationTimeoutSeconds` (60).
+/// set), `changedBlocks` (`overlay` or `bitmap`), `connectTimeoutSeconds` (10),
+/// `operationTimeoutSeconds` (60).
 public struct HypervisorDirectory: Sendable {
     public struct Entry: Sendable, Decodable {
         public var name: String
@@ -28,6 +29,10 @@ public struct HypervisorDirectory: Sendable {
         public var libvirtURI: String?
         public var preSnapshotCommand: String?
         public var postSnapshotCommand: String?
+        /// How incrementals find what changed: `overlay` (the default: the overlay kept since the
+        /// last backup) or `bitmap` (QEMU dirty bitmaps through libvirt checkpoints and push-mode
+        /// backups; qcow2 disks, libvirt ≥ 7.2, leaves no overlay behind).
+        public var changedBlocks: String?
         public var connectTimeoutSeconds: Double?
         public var operationTimeoutSeconds: Double?
     }
@@ -52,6 +57,9 @@ public struct HypervisorDirectory: Sendable {
             throw HypervisorDirectoryError("the hypervisor list \(path) is not valid: \(error)")
         }
         for entry in file.hypervisors {
+            if let mode = entry.changedBlocks, !["overlay", "bitmap"].contains(mode) {
+                throw HypervisorDirectoryError("\(path): hypervisor \(entry.name): changedBlocks must be \"overlay\" or \"bitmap\", not \"\(mode)\"")
+            }
             guard entries[entry.name] == nil else { throw HypervisorDirectoryError("\(path): hypervisor \(entry.name) is listed twice") }
             endpoints[entry.name] = try Self.endpoint(entry, in: path)
             entries[entry.name] = entry

@@ -30,11 +30,11 @@ enum TestHypervisors {
 
     /// A hypervisor list for the worker naming hosts `hv1`, `hv2`, …
     static func directoryFile(in directory: URL, hosts: [Int], knownHosts: String? = nil, operationTimeout: Double = 20,
-                              connectTimeout: Double = 5) throws -> String {
+                              connectTimeout: Double = 5, changedBlocks: String = "overlay") throws -> String {
         let entries = hosts.map { n -> [String: Any] in
             ["name": "hv\(n)", "address": address(n), "user": "root", "privateKeyFile": environment["LIFEBOAT_TEST_SSH_KEY"] ?? "",
              "knownHostsFile": knownHosts ?? environment["LIFEBOAT_TEST_KNOWN_HOSTS"] ?? "",
-             "operationTimeoutSeconds": operationTimeout, "connectTimeoutSeconds": connectTimeout]
+             "operationTimeoutSeconds": operationTimeout, "connectTimeoutSeconds": connectTimeout, "changedBlocks": changedBlocks]
         }
         let path = directory.appendingPathComponent("hypervisors-\(UUID().uuidString.prefix(6)).json").path
         try JSONSerialization.data(withJSONObject: ["hypervisors": entries]).write(to: URL(fileURLWithPath: path))
@@ -149,7 +149,10 @@ final class LibvirtPipelineTests: XCTestCase {
 
     func testRawFullAndTwoIncrementals() async throws { try await fullAndIncrementals(format: "raw") }
 
-    private func fullAndIncrementals(format: String) async throws {
+    /// Dirty bitmaps instead of overlays: no overlay is ever left, one checkpoint is.
+    func testQcow2FullAndTwoIncrementalsFromDirtyBitmaps() async throws { try await fullAndIncrementals(format: "qcow2", bitmaps: true) }
+
+    private func fullAndIncrementals(format: String, bitmaps: Bool = false) async throws {
         let hosts = try TestHypervisors.require(2)
         let domain = "lb-\(format)-\(UUID().uuidString.prefix(6).lowercased())"
         let size = 64 << 20
@@ -164,7 +167,7 @@ final class LibvirtPipelineTests: XCTestCase {
 
         let repositoryPath = directory.appendingPathComponent("repository").path
         _ = try Repository.create(path: repositoryPath)
-        let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: hosts)
+        let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: hosts, changedBlocks: bitmaps ? "bitmap" : "overlay")
         let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 16 << 20, hypervisors: hypervisors)
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         var expected: [String: String] = [:]
@@ -192,13 +195,21 @@ final class LibvirtPipelineTests: XCTestCase {
                 let stored = UInt64(outcome.last?.details?["newStoredBytes"] ?? "") ?? .max
                 XCTAssertLessThanOrEqual(stored, 4 << 20, "an incremental stores about what changed")
             }
-            // Exactly one Lifeboat overlay remains: the one the next incremental reads.
-            let overlays = try FileManager.default.contentsOfDirectory(atPath: TestHypervisors.images(hosts[0]))
-                .filter { $0.hasPrefix(domain) && $0.contains(".lifeboat-") }
-            XCTAssertEqual(overlays, ["\(domain)-vda.\(format).lifeboat-\(job).qcow2"])
+            XCTAssertEqual(started?.details?["changedBlocks"], bitmaps ? "bitmap" : "overlay")
+            if bitmaps {
+                // No overlay and no scratch copy is left; one checkpoint is, the next incremental's start.
+                XCTAssertEqual(try TestHypervisors.overlays(domain, on: hosts[0]), [])
+                let checkpoints = try await TestHypervisors.run(["virsh", "\(hosts[0])", "checkpoint-list", "--name", domain])
+                XCTAssertEqual(checkpoints.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty },
+                               ["lifeboat-\(job)"])
+            } else {
+                // Exactly one Lifeboat overlay remains: the one the next incremental reads.
+                XCTAssertEqual(try TestHypervisors.overlays(domain, on: hosts[0]), ["\(domain)-vda.\(format).lifeboat-\(job).qcow2"])
+            }
         }
         // The model is right: the live guest view equals it.
-        let liveDigest = try await guestViewDigest(host: hosts[0], image: "\(domain)-vda.\(format).lifeboat-\(domain)-b3.qcow2")
+        let active = bitmaps ? "\(domain)-vda.\(format)" : "\(domain)-vda.\(format).lifeboat-\(domain)-b3.qcow2"
+        let liveDigest = try await guestViewDigest(host: hosts[0], image: active)
         XCTAssertEqual(liveDigest, try model.digest())
 
         for (job, digest) in expected.sorted(by: { $0.key < $1.key }) {

@@ -46,6 +46,10 @@ struct LibvirtSource: Codable, Sendable, Equatable {
     var overlays: [String: String]
     /// `quiesced` (guest agent froze the file systems) or `crash-consistent`.
     var consistency: String
+    /// Bitmap mode: per disk the scratch copy QEMU's push backup wrote, and the checkpoint
+    /// (dirty bitmap) this backup created, which the next incremental starts from.
+    var pushTargets: [String: String]? = nil
+    var checkpoint: String? = nil
 }
 
 /// The snapshot task's order: what the planner knows before the hypervisor is touched.

@@ -35,7 +35,7 @@ struct LibvirtStrategy: Sendable {
     /// The backup an overlay file was made for, if it is one of Lifeboat's.
     static func overlayBackup(_ file: String) -> String? {
         let name = (file as NSString).lastPathComponent
-        guard name.hasSuffix(".qcow2"), let marker = name.range(of: ".lifeboat-", options: .backwards) else { return nil }
+        guard name.hasSuffix(".qcow2"), !name.contains(".lifeboat-push-"), let marker = name.range(of: ".lifeboat-", options: .backwards) else { return nil }
         let backup = name[marker.upperBound..<name.index(name.endIndex, offsetBy: -".qcow2".count)]
         return backup.isEmpty ? nil : String(backup)
     }
@@ -75,38 +75,19 @@ struct LibvirtStrategy: Sendable {
     /// second one), then decide full or incremental and begin the backup.
     private func takeSnapshot(_ order: LibvirtSnapshotOrder) throws -> (BackupPlan, [String: String]) {
         let hypervisor = try connect(order.hypervisor)
-        var live = try hypervisor.domain(order.domain)
+        let live = try hypervisor.domain(order.domain)
         let disks = try selectedDisks(live, order: order)
         let running = try hypervisor.isRunning(order.domain)
-        var overlays: [String: String] = [:]
-        var consistency = "crash-consistent"
-        var frozen: [String: String] = [:]
-        if running {
-            let wanted = Dictionary(uniqueKeysWithValues: disks.map { ($0.target, Self.overlayPath(for: $0.path, backup: order.backupId)) })
-            if disks.allSatisfy({ $0.path == wanted[$0.target] }) {
-                logger.info("snapshot already taken by an earlier attempt", metadata: ["backup": "\(order.backupId)"])
-            } else {
-                let quiesce = hypervisor.guestAgentAnswers(order.domain)
-                let entry = hypervisors.entries[order.hypervisor]
-                if let command = entry?.preSnapshotCommand { try hypervisor.runHook(command, domain: order.domain) }
-                defer { if let command = entry?.postSnapshotCommand { try? hypervisor.runHook(command, domain: order.domain) } }
-                let others = live.disks.map(\.target).filter { wanted[$0] == nil }
-                try hypervisor.snapshot(order.domain, name: "lifeboat-\(order.backupId)", overlays: wanted, skipping: others, quiesce: quiesce)
-                if quiesce { consistency = "quiesced" }
-            }
-            live = try hypervisor.domain(order.domain)
-            for disk in try selectedDisks(live, order: order) {
-                guard disk.path == wanted[disk.target], let below = disk.description.backingFiles.first else {
-                    throw TaskFailure("disk \(disk.target) of \(order.domain) is not on the overlay the snapshot made (\(disk.path))")
-                }
-                overlays[disk.target] = disk.path
-                frozen[disk.target] = below
-            }
-        } else {
+        let freeze: Freeze
+        if !running {
             // Shut off: nothing writes the files, which are read as they are.
-            consistency = "shut-off"
-            for disk in disks { frozen[disk.target] = disk.path }
+            freeze = Freeze(frozen: Dictionary(uniqueKeysWithValues: disks.map { ($0.target, $0.path) }), consistency: "shut-off")
+        } else if hypervisors.entries[order.hypervisor]?.changedBlocks == "bitmap" {
+            freeze = try freezeWithBitmaps(hypervisor, order: order, disks: disks)
+        } else {
+            freeze = try freezeWithOverlay(hypervisor, order: order, disks: disks, live: live)
         }
+        let frozen = freeze.frozen, overlays = freeze.overlays, consistency = freeze.consistency
 
         var planned: [BackupPlan.Disk] = []
         var originals: (files: [String: String], formats: [String: String]) = ([:], [:])
@@ -118,9 +99,13 @@ struct LibvirtStrategy: Sendable {
             originals.files[disk.target] = original.path
             originals.formats[disk.target] = original.format
         }
-        var details = ["hypervisor": order.hypervisor, "domain": order.domain, "consistency": consistency]
+        var details = ["hypervisor": order.hypervisor, "domain": order.domain, "consistency": consistency,
+                       "changedBlocks": freeze.checkpoint == nil ? "overlay" : "bitmap"]
         var parent: String?
-        if order.mode == .incremental {
+        if let checkpoint = freeze.checkpoint {
+            parent = checkpoint.since
+            if order.mode == .incremental, let reason = checkpoint.fallback { details["fallback"] = "full: \(reason)" }
+        } else if order.mode == .incremental {
             switch try incrementalParent(planned) {
             case .success(let found): parent = found
             case .failure(let reason): details["fallback"] = "full: \(reason.description)"
@@ -134,12 +119,106 @@ struct LibvirtStrategy: Sendable {
         let source = LibvirtSource(
             hypervisor: order.hypervisor, domain: order.domain, hostname: (try? hypervisor.hostname()) ?? order.hypervisor,
             hostKeyFingerprint: hypervisor.hostKeyFingerprint, definition: try hypervisor.domain(order.domain, inactive: true).xml,
-            diskFiles: originals.files, diskFormats: originals.formats, overlays: overlays, consistency: consistency)
+            diskFiles: originals.files, diskFormats: originals.formats, overlays: overlays, consistency: consistency,
+            pushTargets: freeze.checkpoint.map { _ in frozen }, checkpoint: freeze.checkpoint?.name)
         let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned,
                               rangeCount: Self.ranges(planned, step: step).count, totalBytes: planned.reduce(0) { $0 + $1.size },
                               plannedAt: order.plannedAt, libvirt: source)
         return (plan, details)
     }
+
+    /// How the disks were frozen: the files to read, and what the job must release later.
+    private struct Freeze {
+        var frozen: [String: String]
+        var overlays: [String: String] = [:]
+        var consistency: String
+        var checkpoint: (name: String, since: String?, fallback: String?)?
+    }
+
+    /// An external disk-only snapshot: one new overlay per disk, named after the backup; the
+    /// files below are frozen. A redelivered task finds its overlays and takes no second one.
+    private func freezeWithOverlay(_ hypervisor: Hypervisor, order: LibvirtSnapshotOrder, disks: [SelectedDisk],
+                                   live: DomainDescription) throws -> Freeze {
+        var consistency = "crash-consistent"
+        let wanted = Dictionary(uniqueKeysWithValues: disks.map { ($0.target, Self.overlayPath(for: $0.path, backup: order.backupId)) })
+        if disks.allSatisfy({ $0.path == wanted[$0.target] }) {
+            logger.info("snapshot already taken by an earlier attempt", metadata: ["backup": "\(order.backupId)"])
+        } else {
+            let quiesce = hypervisor.guestAgentAnswers(order.domain)
+            try withHooks(hypervisor, order: order) {
+                let others = live.disks.map(\.target).filter { wanted[$0] == nil }
+                try hypervisor.snapshot(order.domain, name: "lifeboat-\(order.backupId)", overlays: wanted, skipping: others, quiesce: quiesce)
+            }
+            if quiesce { consistency = "quiesced" }
+        }
+        var freeze = Freeze(frozen: [:], consistency: consistency)
+        for disk in try selectedDisks(try hypervisor.domain(order.domain), order: order) {
+            guard disk.path == wanted[disk.target], let below = disk.description.backingFiles.first else {
+                throw TaskFailure("disk \(disk.target) of \(order.domain) is not on the overlay the snapshot made (\(disk.path))")
+            }
+            freeze.overlays[disk.target] = disk.path
+            freeze.frozen[disk.target] = below
+        }
+        return freeze
+    }
+
+    /// A push-mode backup with a new checkpoint (dirty bitmap): QEMU copies the disks as of
+    /// this instant into scratch qcow2 files beside them (for an incremental, only what was
+    /// written since the previous backup's checkpoint), and the domain's chain is left alone.
+    /// A redelivered task finds its checkpoint and only waits for the copy.
+    private func freezeWithBitmaps(_ hypervisor: Hypervisor, order: LibvirtSnapshotOrder, disks: [SelectedDisk]) throws -> Freeze {
+        if let raw = disks.first(where: { $0.description.format != "qcow2" }) {
+            throw PermanentFailure("disk \(raw.target) of \(order.domain) is \(raw.description.format): dirty bitmaps need qcow2 disks "
+                                   + "(set changedBlocks to overlay for hypervisor \(order.hypervisor))")
+        }
+        let name = "lifeboat-\(order.backupId)"
+        let targets = Dictionary(uniqueKeysWithValues: disks.map { ($0.target, Self.pushTarget(for: $0.path, backup: order.backupId)) })
+        let checkpoints = try hypervisor.checkpoints(order.domain)
+        var since: String?
+        var fallback: String? = "no checkpoint of an earlier Lifeboat backup on this domain"
+        for candidate in checkpoints.reversed() where candidate.hasPrefix("lifeboat-") && candidate != name {
+            let backup = String(candidate.dropFirst("lifeboat-".count))
+            guard try repository.isCommitted(backup) else {
+                fallback = "backup \(backup), whose checkpoint the domain keeps, is not in the repository (pruned or failed)"
+                continue
+            }
+            let manifest = try repository.manifest(backup)
+            if let changed = try disks.first(where: { disk in manifest.disks.first { $0.name == disk.target }?.size != (try hypervisor.chain(of: disk.path)).virtualSize }) {
+                fallback = "disk \(changed.target) is new or changed size since backup \(backup)"
+                continue
+            }
+            since = backup
+            fallback = nil
+            break
+        }
+        if order.mode == .full { since = nil }
+        var consistency = "crash-consistent"
+        if !checkpoints.contains(name) {
+            _ = try? hypervisor.run(["rm", "-f"] + targets.values.sorted())  // an earlier attempt's partial copy
+            let quiesce = hypervisor.guestAgentAnswers(order.domain)
+            try withHooks(hypervisor, order: order) {
+                if quiesce { try hypervisor.virsh(["domfsfreeze", "--", order.domain]) }
+                defer { if quiesce { _ = try? hypervisor.virsh(["domfsthaw", "--", order.domain]) } }
+                try hypervisor.beginPushBackup(order.domain, targets: targets, since: since.map { "lifeboat-\($0)" }, checkpoint: name)
+            }
+            if quiesce { consistency = "quiesced" }
+        } else {
+            logger.info("push backup already begun by an earlier attempt", metadata: ["backup": "\(order.backupId)"])
+        }
+        try hypervisor.waitForJob(order.domain)
+        return Freeze(frozen: targets, consistency: consistency, checkpoint: (name, since, fallback))
+    }
+
+    /// Runs the operator's pre- and post-snapshot commands around `body`.
+    private func withHooks(_ hypervisor: Hypervisor, order: LibvirtSnapshotOrder, _ body: () throws -> Void) throws {
+        let entry = hypervisors.entries[order.hypervisor]
+        if let command = entry?.preSnapshotCommand { try hypervisor.runHook(command, domain: order.domain) }
+        defer { if let command = entry?.postSnapshotCommand { try? hypervisor.runHook(command, domain: order.domain) } }
+        try body()
+    }
+
+    /// The scratch file a push backup of `file` writes: `<file>.lifeboat-push-<backup>.qcow2`.
+    static func pushTarget(for file: String, backup: String) -> String { "\(file).lifeboat-push-\(backup).qcow2" }
 
     private struct SelectedDisk {
         var description: DomainDescription.Disk
@@ -233,6 +312,10 @@ struct LibvirtStrategy: Sendable {
         let plan = try task.parameters(as: BackupPlan.self)
         guard let source = plan.libvirt else { throw TaskFailure("cleanup task \(task.taskId) has no libvirt source") }
         let merged = try await runBlocking { () -> [String] in
+            if let checkpoint = source.checkpoint {
+                try releaseBitmapBackup(source, keeping: checkpoint)
+                return []
+            }
             guard !source.overlays.isEmpty else { return [] }
             let hypervisor = try connect(source.hypervisor)
             let live: DomainDescription
@@ -256,7 +339,24 @@ struct LibvirtStrategy: Sendable {
                        "consistency": source.consistency]
         if !merged.isEmpty { details["merged"] = merged.joined(separator: ", ") }
         if !source.overlays.isEmpty { details["kept"] = source.overlays.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") }
+        if let checkpoint = source.checkpoint { details["kept"] = "checkpoint \(checkpoint)" }
         return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId, details: details))]
+    }
+
+    /// After a bitmap backup: the scratch copies go, and so do Lifeboat's older checkpoints
+    /// (their bitmaps merge into the kept one's parent; only `keeping` serves the next one).
+    private func releaseBitmapBackup(_ source: LibvirtSource, keeping checkpoint: String) throws {
+        let hypervisor = try connect(source.hypervisor)
+        if let targets = source.pushTargets, !targets.isEmpty { try hypervisor.run(["rm", "-f"] + targets.values.sorted()) }
+        let all: [String]
+        do {
+            all = try hypervisor.checkpoints(source.domain)
+        } catch LibvirtError.domainNotFound {
+            return
+        }
+        for old in all where old.hasPrefix("lifeboat-") && old != checkpoint {
+            try hypervisor.deleteCheckpoint(source.domain, old)
+        }
     }
 
     /// Merges a failed or cancelled backup's overlays back into the files below them, so the
@@ -287,6 +387,19 @@ struct LibvirtStrategy: Sendable {
                 try hypervisor.commitActive(order.domain, disk: disk.target, base: base)
                 undone.append(disk.target)
             }
+            // A bitmap backup: stop its copy, remove the scratch files, and delete its checkpoint
+            // (its bitmap merges into the previous one, so the next incremental still sees every write).
+            let checkpoint = "lifeboat-\(order.backupId)"
+            if try hypervisor.checkpoints(order.domain).contains(checkpoint) {
+                hypervisor.abortJob(order.domain)
+                try hypervisor.deleteCheckpoint(order.domain, checkpoint)
+                undone.append(checkpoint)
+            }
+            let scratch = live.disks.compactMap { disk -> String? in
+                guard case .file(let path) = disk.backing else { return nil }
+                return Self.pushTarget(for: path, backup: order.backupId)
+            }
+            if !scratch.isEmpty { try hypervisor.run(["rm", "-f"] + scratch) }
             return undone
         }
         logger.info("snapshot rolled back", metadata: ["backup": "\(order.backupId)", "disks": "\(undone)"])
@@ -299,7 +412,7 @@ struct LibvirtStrategy: Sendable {
             order = LibvirtRollbackOrder(backupId: snapshot.backupId, hypervisor: snapshot.hypervisor, domain: snapshot.domain, overlays: [])
         } else if let plan = try? task.parameters(as: BackupPlan.self), let source = plan.libvirt {
             order = LibvirtRollbackOrder(backupId: plan.backupId, hypervisor: source.hypervisor, domain: source.domain,
-                                         overlays: source.overlays.values.sorted())
+                                         overlays: (Array(source.overlays.values) + Array((source.pushTargets ?? [:]).values)).sorted())
         } else {
             return nil
         }
