@@ -38,8 +38,9 @@ final class LibvirtFaultTests: XCTestCase {
         }).filter { $0.job?.jobId == job }
     }
 
-    private func worker(hosts: [Int], knownHosts: String? = nil, attempts: Int) throws -> RunningWorker {
-        let list = try TestHypervisors.directoryFile(in: directory, hosts: hosts, knownHosts: knownHosts, operationTimeout: 4, connectTimeout: 2)
+    private func worker(hosts: [Int], knownHosts: String? = nil, attempts: Int, changedBlocks: String = "overlay") throws -> RunningWorker {
+        let list = try TestHypervisors.directoryFile(in: directory, hosts: hosts, knownHosts: knownHosts, operationTimeout: 4, connectTimeout: 2,
+                                                     changedBlocks: changedBlocks)
         return try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20, taskAttempts: attempts, hypervisors: list)
     }
 
@@ -114,6 +115,47 @@ final class LibvirtFaultTests: XCTestCase {
         XCTAssertEqual(left, [], "the failed job's overlay was merged back")
         let source = try await TestHypervisors.run(["virsh", "\(hosts[0])", "domblklist", domain])
         XCTAssertTrue(source.contains("\(domain)-vda.qcow2") && !source.contains("lifeboat"), source)
+        try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", domain])
+    }
+
+    func testACancelledBitmapBackupDeletesItsCheckpointAndTheNextIncrementalMissesNothing() async throws {
+        let hosts = try TestHypervisors.require(1)
+        let domain = try await TestHypervisors.busyDomain(on: hosts[0])
+        let worker = try worker(hosts: [hosts[0]], attempts: 5, changedBlocks: "bitmap")
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let source = BackupSource.libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)
+        func checkpoints() async throws -> [String] {
+            try await TestHypervisors.run(["virsh", "\(hosts[0])", "checkpoint-list", "--name", domain]).split(separator: "\n")
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        try await publisher.send(BackupRequest(requestId: "\(domain)-b1", project: "p1", instance: domain, mode: .full, source: source))
+        let first = try await results(of: "\(domain)-b1") { _ in false }
+        XCTAssertEqual(first.last?.status, .succeeded, summary(first))
+
+        // A second full, cancelled while its ranges are read.
+        try await TestHypervisors.run(["guest-write", "\(hosts[0])", domain, "500M", "1M", "0x42"])
+        try await publisher.send(BackupRequest(requestId: "\(domain)-b2", project: "p1", instance: domain, mode: .full, source: source))
+        _ = try await results(of: "\(domain)-b2") { $0.status == .progress }
+        try await publisher.send(CancelRequest(requestId: "cancel-\(domain)", jobId: "\(domain)-b2", project: "p1"))
+        var left = try await checkpoints()
+        for _ in 0..<40 where left != ["lifeboat-\(domain)-b1"] {
+            try await Task.sleep(for: .seconds(0.5))
+            left = try await checkpoints()
+        }
+        XCTAssertEqual(left, ["lifeboat-\(domain)-b1"], "the cancelled backup's checkpoint is gone")
+        XCTAssertEqual(try TestHypervisors.overlays(domain, on: hosts[0]), [], "no scratch copy is left")
+
+        // The write made before the cancelled backup is in the next incremental from b1.
+        try await publisher.send(BackupRequest(requestId: "\(domain)-b3", project: "p1", instance: domain, mode: .incremental, source: source))
+        let third = try await results(of: "\(domain)-b3") { _ in false }
+        await publisher.shutdown()
+        await worker.stop()
+        XCTAssertEqual(third.last?.status, .succeeded, summary(third))
+        XCTAssertEqual(third.first { $0.status == .started }?.details?["parent"], "\(domain)-b1")
+        let restored = directory.appendingPathComponent("b3.raw").path
+        try Repository.open(path: repositoryPath).restore(backup: "\(domain)-b3", disk: "vda", to: restored)
+        let live = try await guestViewDigest(host: hosts[0], image: "\(domain)-vda.qcow2")
+        XCTAssertEqual(try sha256(of: restored), live, "the incremental from b1 holds every write (the guest is idle since)")
         try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", domain])
     }
 
