@@ -4,7 +4,7 @@
 # RabbitMQ and one `lifeboat worker` (two transfers at once):
 #  1. full backup of a running VM's 4 GiB raw disk holding 2 GiB of random data (64 MiB data
 #     runs between 64 MiB holes), next to `ssh cat disk > /dev/null` and `scp` of the same file
-#     with OpenSSH in the same run;
+#     with OpenSSH in the same run (BENCH_TRANSFERS ranges at once, default 1; BENCH_RANGE_MIB, 512);
 #  2. the guest rewrites 1 % of the disk in random 64 KiB-aligned runs of 64 KiB to 1 MiB; an
 #     incremental reads from the hypervisor (the worker's lifeboat_source_bytes_total) divided by
 #     the bytes changed is the read amplification;
@@ -34,8 +34,11 @@ trap cleanup EXIT
 scripts/hypervisor.sh start $H >/dev/null
 
 export LIFEBOAT_AMQP_URL="amqp://guest:guest@127.0.0.1:$LIFEBOAT_BROKER_PORT/"
-export LIFEBOAT_REPOSITORY="$LIFEBOAT_RUN_DIR/repository" LIFEBOAT_LOG_LEVEL=warning
-export LIFEBOAT_RANGE_MIB=256 LIFEBOAT_TASK_CONCURRENCY=2 LIFEBOAT_SOURCE_CONCURRENCY=2
+export LIFEBOAT_REPOSITORY="$LIFEBOAT_RUN_DIR/repository" LIFEBOAT_LOG_LEVEL="${BENCH_LOG_LEVEL:-warning}"
+# Transfers at once and range size: on this 2-core machine one stream at a time is fastest (the
+# hypervisor's sshd, libssh2's decryption and the chunk storers already share both cores).
+TRANSFERS="${BENCH_TRANSFERS:-1}" RANGE_MIB="${BENCH_RANGE_MIB:-512}"
+export LIFEBOAT_RANGE_MIB=$RANGE_MIB LIFEBOAT_TASK_CONCURRENCY=$TRANSFERS LIFEBOAT_SOURCE_CONCURRENCY=$TRANSFERS
 export LIFEBOAT_HYPERVISORS="$LIFEBOAT_RUN_DIR/hypervisors.json" LIFEBOAT_METRICS_ADDRESS="$METRICS"
 cat >"$LIFEBOAT_HYPERVISORS" <<EOF
 {"hypervisors": [{"name": "bench", "address": "$ADDRESS", "user": "root", "privateKeyFile": "$LIFEBOAT_RUN_DIR/ssh/id_ed25519",
@@ -78,7 +81,7 @@ rm -rf "$LIFEBOAT_REPOSITORY"
 WORKER=$!
 sleep 1
 
-log "1. full backup (snapshot, 16 range tasks over SSH, commit)"
+log "1. full backup (snapshot, $((4096 / RANGE_MIB)) range tasks over SSH, $TRANSFERS at a time, commit)"
 t0=$(now)
 "$LIFEBOAT" backup --project bench --instance bench-vm --mode full --request-id bench-full --libvirt bench/bench-vm \
     --follow --json --timeout 1800 >"$LIFEBOAT_RUN_DIR/full.results"
@@ -121,14 +124,14 @@ incr_read=$(( $(metric) - full_read ))
 rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$WORKER/status")
 echo "incremental: $incr_s s, $incr_read bytes read for $changed bytes changed"
 
-python3 - "$ssh_s" "$scp_s" "$full_s" "$full_read" "$incr_s" "$incr_read" "$changed" "$rss_kib" <<'PY'
+python3 - "$ssh_s" "$scp_s" "$full_s" "$full_read" "$incr_s" "$incr_read" "$changed" "$rss_kib" "$RANGE_MIB" "$TRANSFERS" <<'PY'
 import json, sys
 ssh_s, scp_s, full_s = map(float, sys.argv[1:4])
-full_read, incr_s, incr_read, changed, rss_kib = float(sys.argv[4]), float(sys.argv[5]), *map(int, sys.argv[6:])
+full_read, incr_s, incr_read, changed, rss_kib, range_mib, transfers = float(sys.argv[4]), float(sys.argv[5]), *map(int, sys.argv[6:])
 size = 4 << 30
 print(f"ssh cat {size / ssh_s / 1e6:.0f} MB/s, scp {size / scp_s / 1e6:.0f} MB/s, "
       f"lifeboat full {size / full_s / 1e6:.0f} MB/s of disk ({full_read / full_s / 1e6:.0f} MB/s read)")
-print(json.dumps({"benchmark": "libvirt", "disk_gib": 4, "data_gib": 2, "ranges_mib": 256, "transfers_at_once": 2,
+print(json.dumps({"benchmark": "libvirt", "disk_gib": 4, "data_gib": 2, "ranges_mib": range_mib, "transfers_at_once": transfers,
                   "ssh_cat": {"seconds": ssh_s}, "scp": {"seconds": scp_s},
                   "full": {"seconds": full_s, "bytes_read": int(full_read), "disk_mb_per_s": round(size / full_s / 1e6, 1)},
                   "incremental": {"seconds": incr_s, "bytes_read": incr_read, "bytes_changed": changed},

@@ -54,7 +54,13 @@ final class ChunkCodec {
                    _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         encodeBuffer.storeBytes(of: UInt32(data.count).littleEndian, toByteOffset: 1, as: UInt32.self)
         let payload = UnsafeMutableRawBufferPointer(rebasing: encodeBuffer[Self.headerSize...])
-        let compressed = try compressor.compress(data, into: payload)
+        // Incompressible data (already compressed or encrypted files, random) is common in disk
+        // images, and zstd spends more time failing on it than hashing costs: a 64 KiB sample
+        // that does not shrink means the chunk is stored raw without trying the rest.
+        var compressed = data.count
+        if data.count < 4 * Self.sampleBytes || worthCompressing(UnsafeRawBufferPointer(rebasing: data[0..<Self.sampleBytes]), scratch: payload) {
+            compressed = try compressor.compress(data, into: payload)
+        }
         let length: Int
         // Keep the zstd frame only when it saves more than ~1.5 %; otherwise store raw so
         // restore skips decompression of incompressible data.
@@ -72,6 +78,14 @@ final class ChunkCodec {
             return try sealed.withUnsafeBytes(body)
         }
         return try body(container)
+    }
+
+    private static let sampleBytes = 64 << 10
+
+    /// Whether `sample` shrinks by more than ~1.5 % (the bar a whole chunk must pass).
+    private func worthCompressing(_ sample: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer) -> Bool {
+        guard let size = try? compressor.compress(sample, into: scratch) else { return true }
+        return size < sample.count - sample.count / 64
     }
 
     /// Decodes a stored object into `plainBuffer`, checking it is exactly the chunk `id` of

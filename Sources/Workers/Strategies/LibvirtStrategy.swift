@@ -288,7 +288,9 @@ struct LibvirtStrategy: Sendable {
     /// fails because the domain is gone (deleted mid-backup), the job fails at once.
     func transfer(_ plan: BackupPlan, source: LibvirtSource, disk: BackupPlan.Disk, range: ByteRange) throws {
         guard let chain = disk.chain else { throw TaskFailure("disk \(disk.name) has no image chain in its plan") }
+        let started = ContinuousClock.now
         let hypervisor = try connect(source.hypervisor)
+        let connected = ContinuousClock.now
         let changesOnly = disk.changesOnly ?? false
         let reader = RemoteImageSource(shell: hypervisor.shell, host: source.hypervisor, chain: chain, selection: changesOnly ? .topLayer : .allData)
         do {
@@ -303,6 +305,8 @@ struct LibvirtStrategy: Sendable {
             throw error
         }
         WorkerMetrics.sourceBytes(reader.bytesTransferred, strategy: "libvirt")
+        logger.debug("range read", metadata: ["disk": "\(disk.name)", "offset": "\(range.offset)", "bytes": "\(reader.bytesTransferred)",
+                                              "login": "\(started.duration(to: connected))", "read": "\(connected.duration(to: .now))"])
     }
 
     /// After the commit: merge the overlay the previous backup kept (now frozen under this
