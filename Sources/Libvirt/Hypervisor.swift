@@ -10,12 +10,16 @@ public struct Hypervisor {
     public let uri: String
     /// The SSH host key that was verified (saved with backups: which machine the data came from).
     public let hostKeyFingerprint: String?
+    /// This worker's address for the unencrypted data path, when the operator chose it.
+    public let fastPathAddress: String?
 
-    public init(name: String, shell: any HostShell, uri: String = "qemu:///system", hostKeyFingerprint: String? = nil) {
+    public init(name: String, shell: any HostShell, uri: String = "qemu:///system", hostKeyFingerprint: String? = nil,
+                fastPathAddress: String? = nil) {
         self.name = name
         self.shell = shell
         self.uri = uri
         self.hostKeyFingerprint = hostKeyFingerprint
+        self.fastPathAddress = fastPathAddress
     }
 
     /// Runs a command there and returns its stdout; a failure throws with its stderr.

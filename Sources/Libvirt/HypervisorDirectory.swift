@@ -13,7 +13,7 @@ import SSH
 /// Optional per host: `port` (22), `passwordFile` (instead of a key), `passphraseFile`,
 /// `trustOnFirstUse` (false), `libvirtURI` (`qemu:///system`), `preSnapshotCommand` and
 /// `postSnapshotCommand` (run on the hypervisor around the snapshot, with `LIFEBOAT_DOMAIN`
-/// set), `changedBlocks` (`overlay` or `bitmap`), `connectTimeoutSeconds` (10),
+/// set), `changedBlocks` (`overlay` or `bitmap`), `dataPath` (`ssh` or `tcp`), `connectTimeoutSeconds` (10),
 /// `operationTimeoutSeconds` (60).
 public struct HypervisorDirectory: Sendable {
     public struct Entry: Sendable, Decodable {
@@ -33,6 +33,9 @@ public struct HypervisorDirectory: Sendable {
         /// last backup) or `bitmap` (QEMU dirty bitmaps through libvirt checkpoints and push-mode
         /// backups; qcow2 disks, libvirt ≥ 7.2, leaves no overlay behind).
         public var changedBlocks: String?
+        /// `ssh` (the default) or `tcp`: disk data over a plain TCP connection from the
+        /// hypervisor to the worker (`DataListener`), unencrypted — trusted backup networks only.
+        public var dataPath: String?
         public var connectTimeoutSeconds: Double?
         public var operationTimeoutSeconds: Double?
     }
@@ -60,6 +63,9 @@ public struct HypervisorDirectory: Sendable {
             if let mode = entry.changedBlocks, !["overlay", "bitmap"].contains(mode) {
                 throw HypervisorDirectoryError("\(path): hypervisor \(entry.name): changedBlocks must be \"overlay\" or \"bitmap\", not \"\(mode)\"")
             }
+            if let path = entry.dataPath, !["ssh", "tcp"].contains(path) {
+                throw HypervisorDirectoryError("hypervisor \(entry.name): dataPath must be \"ssh\" or \"tcp\", not \"\(path)\"")
+            }
             guard entries[entry.name] == nil else { throw HypervisorDirectoryError("\(path): hypervisor \(entry.name) is listed twice") }
             endpoints[entry.name] = try Self.endpoint(entry, in: path)
             entries[entry.name] = entry
@@ -83,7 +89,8 @@ public struct HypervisorDirectory: Sendable {
         let endpoint = try endpoint(name)
         let session = try SSHSession(connectingTo: endpoint)
         return Hypervisor(name: name, shell: SSHShell(session: session), uri: entries[name]?.libvirtURI ?? "qemu:///system",
-                          hostKeyFingerprint: session.hostKeyFingerprint)
+                          hostKeyFingerprint: session.hostKeyFingerprint,
+                          fastPathAddress: entries[name]?.dataPath == "tcp" ? session.localAddress : nil)
     }
 
     private static func endpoint(_ entry: Entry, in path: String) throws -> SSHEndpoint {

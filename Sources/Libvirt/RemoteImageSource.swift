@@ -24,11 +24,16 @@ public final class RemoteImageSource: StreamingBlockSource {
     /// Bytes read from the hypervisor's files (zeros are never sent).
     public private(set) var bytesTransferred: UInt64 = 0
 
-    public init(shell: any HostShell, host: String, chain: ImageChain, selection: Selection) {
+    /// When set, the bytes come over a plain TCP connection to this address of the worker
+    /// (`DataListener`: trusted networks only), while SSH carries the command.
+    public let fastPathAddress: String?
+
+    public init(shell: any HostShell, host: String, chain: ImageChain, selection: Selection, fastPathAddress: String? = nil) {
         self.shell = shell
         self.host = host
         self.chain = chain
         self.selection = selection
+        self.fastPathAddress = fastPathAddress
     }
 
     public var size: UInt64 { chain.virtualSize }
@@ -110,7 +115,7 @@ public final class RemoteImageSource: StreamingBlockSource {
         }
         try deliverZeros()
         if parts.contains(where: { if case .file = $0 { true } else { false } }) {
-            let result = try shell.stream("sh -s", input: Data(readScript(parts).utf8)) { block in
+            func consume(_ block: UnsafeRawBufferPointer) throws {
                 var block = block
                 while !block.isEmpty {
                     try deliverZeros()
@@ -128,6 +133,13 @@ public final class RemoteImageSource: StreamingBlockSource {
                     }
                 }
             }
+            let script = Data(readScript(parts).utf8)
+            let result: ShellResult
+            if let fastPathAddress {
+                result = try streamOverTCP(script, address: fastPathAddress, into: consume)
+            } else {
+                result = try shell.stream("sh -s", input: script, into: consume)
+            }
             guard result.status == 0 else {
                 throw HostCommandFailed(host: host, command: "dd reads of \(chain.layers[0].path)", status: result.status, stderr: result.stderr)
             }
@@ -136,6 +148,26 @@ public final class RemoteImageSource: StreamingBlockSource {
         guard next == parts.count else {
             throw LibvirtError.unreadableImageInfo("\(host) ended the stream of \(chain.layers[0].path) early (file shrank or was removed?)")
         }
+    }
+
+    /// Runs the read script with its output sent over a `DataListener` connection: the SSH
+    /// command runs on a thread of its own (it ends when the script does) while this thread
+    /// receives. The session is used by that thread alone until it is joined.
+    private func streamOverTCP(_ script: Data, address: String, into consume: (UnsafeRawBufferPointer) throws -> Void) throws -> ShellResult {
+        let listener = try DataListener(address: address)
+        nonisolated(unsafe) let shell = self.shell
+        nonisolated(unsafe) var outcome: Result<ShellResult, any Error> = .failure(LibvirtError.unreadableImageInfo("not run"))
+        let command = listener.senderCommand
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            outcome = Result { try shell.run(command, input: script) }
+            done.signal()
+        }
+        let received = Result { try listener.receive(timeoutSeconds: 30, into: consume) }
+        done.wait()
+        let result = try outcome.get()
+        if case .failure(let error) = received, result.status == 0 { throw error }
+        return result
     }
 
     nonisolated(unsafe) private static let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096).initialized()

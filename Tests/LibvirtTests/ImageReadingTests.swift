@@ -32,9 +32,10 @@ final class ImageReadingTests: XCTestCase {
 
     /// Backs up `path` (streamed like over SSH), restores it and returns the restored bytes
     /// and the bytes that crossed the "network".
-    private func backUp(_ path: String, id: String, parent: String? = nil, selection: RemoteImageSource.Selection) throws -> (Data, UInt64) {
+    private func backUp(_ path: String, id: String, parent: String? = nil, selection: RemoteImageSource.Selection,
+                        fastPath: Bool = false) throws -> (Data, UInt64) {
         let chain = try Hypervisor(name: "local", shell: shell).chain(of: path)
-        let source = RemoteImageSource(shell: shell, host: "local", chain: chain, selection: selection)
+        let source = RemoteImageSource(shell: shell, host: "local", chain: chain, selection: selection, fastPathAddress: fastPath ? "127.0.0.1" : nil)
         try repository.beginBackup(id, parent: parent)
         let half = chain.virtualSize / 2 / UInt64(repository.chunkSize) * UInt64(repository.chunkSize)
         for range in [(0, half), (half, chain.virtualSize - half)] {
@@ -95,6 +96,23 @@ final class ImageReadingTests: XCTestCase {
             let info = try Hypervisor(name: "local", shell: shell).chain(of: target)
             XCTAssertEqual(info.layers.map(\.format), [format])
         }
+    }
+
+    func testTheFastDataPathDeliversTheSameBytesOverTCP() throws {
+        let disk = directory + "/disk.qcow2"
+        try sh("qemu-img create -q -f qcow2 \(disk) 32M && qemu-io -f qcow2 -c 'write -P 0x61 2M 5M' -c 'write -P 0x62 31M 1M' \(disk) > /dev/null")
+        let (restored, transferred) = try backUp(disk, id: "tcp", selection: .allData, fastPath: true)
+        XCTAssertEqual(restored, try guestView(disk))
+        XCTAssertEqual(transferred, 6 << 20)
+    }
+
+    func testTheFastDataPathRefusesAConnectionWithoutTheToken() throws {
+        let listener = try DataListener(address: "127.0.0.1")
+        let intruder = try shell.open("bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(listener.port); printf %s not-the-token-but-32-characters! >&3'")
+        XCTAssertThrowsError(try listener.receive(timeoutSeconds: 5) { _ in XCTFail("no byte may be delivered") }) { error in
+            XCTAssertTrue("\(error)".contains("token"), "\(error)")
+        }
+        _ = try intruder.finish()
     }
 
     func testCompressedClustersAreRefusedClearly() throws {

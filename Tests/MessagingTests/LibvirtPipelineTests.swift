@@ -30,11 +30,12 @@ enum TestHypervisors {
 
     /// A hypervisor list for the worker naming hosts `hv1`, `hv2`, …
     static func directoryFile(in directory: URL, hosts: [Int], knownHosts: String? = nil, operationTimeout: Double = 20,
-                              connectTimeout: Double = 5, changedBlocks: String = "overlay") throws -> String {
+                              connectTimeout: Double = 5, changedBlocks: String = "overlay", dataPath: String = "ssh") throws -> String {
         let entries = hosts.map { n -> [String: Any] in
             ["name": "hv\(n)", "address": address(n), "user": "root", "privateKeyFile": environment["LIFEBOAT_TEST_SSH_KEY"] ?? "",
              "knownHostsFile": knownHosts ?? environment["LIFEBOAT_TEST_KNOWN_HOSTS"] ?? "",
-             "operationTimeoutSeconds": operationTimeout, "connectTimeoutSeconds": connectTimeout, "changedBlocks": changedBlocks]
+             "operationTimeoutSeconds": operationTimeout, "connectTimeoutSeconds": connectTimeout, "changedBlocks": changedBlocks,
+             "dataPath": dataPath]
         }
         let path = directory.appendingPathComponent("hypervisors-\(UUID().uuidString.prefix(6)).json").path
         try JSONSerialization.data(withJSONObject: ["hypervisors": entries]).write(to: URL(fileURLWithPath: path))
@@ -152,7 +153,10 @@ final class LibvirtPipelineTests: XCTestCase {
     /// Dirty bitmaps instead of overlays: no overlay is ever left, one checkpoint is.
     func testQcow2FullAndTwoIncrementalsFromDirtyBitmaps() async throws { try await fullAndIncrementals(format: "qcow2", bitmaps: true) }
 
-    private func fullAndIncrementals(format: String, bitmaps: Bool = false) async throws {
+    /// The unencrypted data path (trusted networks): the hypervisor connects back to the worker.
+    func testRawFullAndTwoIncrementalsOverTheFastDataPath() async throws { try await fullAndIncrementals(format: "raw", dataPath: "tcp") }
+
+    private func fullAndIncrementals(format: String, bitmaps: Bool = false, dataPath: String = "ssh") async throws {
         let hosts = try TestHypervisors.require(2)
         let domain = "lb-\(format)-\(UUID().uuidString.prefix(6).lowercased())"
         let size = 64 << 20
@@ -167,7 +171,8 @@ final class LibvirtPipelineTests: XCTestCase {
 
         let repositoryPath = directory.appendingPathComponent("repository").path
         _ = try Repository.create(path: repositoryPath)
-        let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: hosts, changedBlocks: bitmaps ? "bitmap" : "overlay")
+        let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: hosts, changedBlocks: bitmaps ? "bitmap" : "overlay",
+                                                            dataPath: dataPath)
         let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 16 << 20, hypervisors: hypervisors)
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         var expected: [String: String] = [:]

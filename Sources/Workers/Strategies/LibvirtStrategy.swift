@@ -292,7 +292,8 @@ struct LibvirtStrategy: Sendable {
         let hypervisor = try connect(source.hypervisor)
         let connected = ContinuousClock.now
         let changesOnly = disk.changesOnly ?? false
-        let reader = RemoteImageSource(shell: hypervisor.shell, host: source.hypervisor, chain: chain, selection: changesOnly ? .topLayer : .allData)
+        let reader = RemoteImageSource(shell: hypervisor.shell, host: source.hypervisor, chain: chain, selection: changesOnly ? .topLayer : .allData,
+                                       fastPathAddress: hypervisor.fastPathAddress)
         do {
             try repository.backupRange(streaming: reader, extents: changesOnly ? .changesSinceParent : .dataElsewhereZero,
                                        backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
