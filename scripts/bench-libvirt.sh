@@ -8,9 +8,10 @@
 #  2. the guest rewrites 1 % of the disk in random 64 KiB-aligned runs of 64 KiB to 1 MiB; an
 #     incremental reads from the hypervisor (the worker's lifeboat_source_bytes_total) divided by
 #     the bytes changed is the read amplification;
-#  3. the worker's peak RSS.
+#  3. the worker's peak RSS (during 1 and 2);
+#  4. a full backup again, into a fresh repository, over the unencrypted data path (dataPath tcp).
 # Last line: one JSON object with the figures and
-# "ratios": {"vs_ssh_cat": X, "vs_scp": Y, "incremental_read_amplification": Z}.
+# "ratios": {"vs_ssh_cat": X, "vs_scp": Y, "fast_path_vs_ssh_cat": F, "incremental_read_amplification": Z}.
 set -euo pipefail
 export LIFEBOAT_RUN_DIR="${LIFEBOAT_RUN_DIR:-/tmp/lifeboat-bench-libvirt}"
 source "$(dirname "$0")/lib/common.sh"
@@ -42,7 +43,9 @@ export LIFEBOAT_RANGE_MIB=$RANGE_MIB LIFEBOAT_TASK_CONCURRENCY=$TRANSFERS LIFEBO
 export LIFEBOAT_HYPERVISORS="$LIFEBOAT_RUN_DIR/hypervisors.json" LIFEBOAT_METRICS_ADDRESS="$METRICS"
 cat >"$LIFEBOAT_HYPERVISORS" <<EOF
 {"hypervisors": [{"name": "bench", "address": "$ADDRESS", "user": "root", "privateKeyFile": "$LIFEBOAT_RUN_DIR/ssh/id_ed25519",
-                  "knownHostsFile": "$LIFEBOAT_RUN_DIR/ssh/known_hosts"}]}
+                  "knownHostsFile": "$LIFEBOAT_RUN_DIR/ssh/known_hosts"},
+                 {"name": "bench-tcp", "address": "$ADDRESS", "user": "root", "privateKeyFile": "$LIFEBOAT_RUN_DIR/ssh/id_ed25519",
+                  "knownHostsFile": "$LIFEBOAT_RUN_DIR/ssh/known_hosts", "dataPath": "tcp"}]}
 EOF
 SSH=(ssh -F /dev/null -i "$LIFEBOAT_RUN_DIR/ssh/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes
      -o UserKnownHostsFile="$LIFEBOAT_RUN_DIR/ssh/known_hosts" -o StrictHostKeyChecking=yes)
@@ -124,9 +127,25 @@ incr_read=$(( $(metric) - full_read ))
 rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$WORKER/status")
 echo "incremental: $incr_s s, $incr_read bytes read for $changed bytes changed"
 
-python3 - "$ssh_s" "$scp_s" "$full_s" "$full_read" "$incr_s" "$incr_read" "$changed" "$rss_kib" "$RANGE_MIB" "$TRANSFERS" <<'PY'
+log "3. a full backup over the unencrypted data path (dataPath tcp), into a fresh repository"
+kill -TERM "$WORKER"; wait "$WORKER" || true
+rm -rf "$LIFEBOAT_REPOSITORY"
+"$LIFEBOAT" repo init --repo "$LIFEBOAT_REPOSITORY" >/dev/null
+"$LIFEBOAT" worker >>"$LIFEBOAT_RUN_DIR/worker.log" 2>&1 &
+WORKER=$!
+sleep 1
+t0=$(now)
+"$LIFEBOAT" backup --project bench --instance bench-vm --mode full --request-id bench-tcp --libvirt bench-tcp/bench-vm \
+    --follow --json --timeout 1800 >"$LIFEBOAT_RUN_DIR/tcp.results"
+t1=$(now)
+tcp_s=$(seconds "$t0" "$t1")
+grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/tcp.results" || die "the fast-path backup did not succeed"
+echo "fast path full: $tcp_s s"
+
+python3 - "$ssh_s" "$scp_s" "$full_s" "$full_read" "$incr_s" "$incr_read" "$changed" "$rss_kib" "$RANGE_MIB" "$TRANSFERS" "$tcp_s" <<'PY'
 import json, sys
 ssh_s, scp_s, full_s = map(float, sys.argv[1:4])
+tcp_s = float(sys.argv.pop())
 full_read, incr_s, incr_read, changed, rss_kib, range_mib, transfers = float(sys.argv[4]), float(sys.argv[5]), *map(int, sys.argv[6:])
 size = 4 << 30
 print(f"ssh cat {size / ssh_s / 1e6:.0f} MB/s, scp {size / scp_s / 1e6:.0f} MB/s, "
@@ -135,7 +154,9 @@ print(json.dumps({"benchmark": "libvirt", "disk_gib": 4, "data_gib": 2, "ranges_
                   "ssh_cat": {"seconds": ssh_s}, "scp": {"seconds": scp_s},
                   "full": {"seconds": full_s, "bytes_read": int(full_read), "disk_mb_per_s": round(size / full_s / 1e6, 1)},
                   "incremental": {"seconds": incr_s, "bytes_read": incr_read, "bytes_changed": changed},
+                  "full_fast_path": {"seconds": tcp_s, "disk_mb_per_s": round(size / tcp_s / 1e6, 1)},
                   "worker_peak_rss_mib": round(rss_kib / 1024, 1),
                   "ratios": {"vs_ssh_cat": round(ssh_s / full_s, 3), "vs_scp": round(scp_s / full_s, 3),
+                             "fast_path_vs_ssh_cat": round(ssh_s / tcp_s, 3),
                              "incremental_read_amplification": round(incr_read / changed, 3)}}))
 PY
