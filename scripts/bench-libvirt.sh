@@ -78,19 +78,31 @@ t1=$(now)
 scp_s=$(seconds "$t0" "$t1")
 echo "ssh cat: $ssh_s s, scp: $scp_s s"
 
-rm -rf "$LIFEBOAT_REPOSITORY"
-"$LIFEBOAT" repo init --repo "$LIFEBOAT_REPOSITORY" >/dev/null
-"$LIFEBOAT" worker >"$LIFEBOAT_RUN_DIR/worker.log" 2>&1 &
-WORKER=$!
-sleep 1
+# A worker on a fresh repository.
+fresh_worker() {
+    [ -z "$WORKER" ] || { kill -TERM "$WORKER"; wait "$WORKER" || true; }
+    rm -rf "$LIFEBOAT_REPOSITORY"
+    "$LIFEBOAT" repo init --repo "$LIFEBOAT_REPOSITORY" >/dev/null
+    "$LIFEBOAT" worker >>"$LIFEBOAT_RUN_DIR/worker.log" 2>&1 &
+    WORKER=$!
+    sleep 1
+}
+# timed_backup ID MODE HYPERVISOR: runs the backup to its end, prints its seconds.
+timed_backup() {
+    local t0 t1
+    t0=$(now)
+    "$LIFEBOAT" backup --project bench --instance bench-vm --mode "$2" --request-id "$1" --libvirt "$3/bench-vm" \
+        --follow --json --timeout 1800 >"$LIFEBOAT_RUN_DIR/$1.results"
+    t1=$(now)
+    grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/$1.results" || die "backup $1 did not succeed"
+    seconds "$t0" "$t1"
+}
+
+rm -f "$LIFEBOAT_RUN_DIR/worker.log"
+fresh_worker
 
 log "1. full backup (snapshot, $((4096 / RANGE_MIB)) range tasks over SSH, $TRANSFERS at a time, commit)"
-t0=$(now)
-"$LIFEBOAT" backup --project bench --instance bench-vm --mode full --request-id bench-full --libvirt bench/bench-vm \
-    --follow --json --timeout 1800 >"$LIFEBOAT_RUN_DIR/full.results"
-t1=$(now)
-full_s=$(seconds "$t0" "$t1")
-grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/full.results" || die "the full backup did not succeed"
+full_s=$(timed_backup bench-full full bench)
 full_read=$(metric)
 echo "full: $full_s s, $full_read bytes read from the hypervisor"
 
@@ -116,30 +128,16 @@ python3 -c "import sys; print(sum(int(l.split()[1]) for l in open(sys.argv[1])))
 while read -r start length byte; do
     scripts/hypervisor.sh guest-write $H bench-vm "$start" "$length" "$(printf '0x%02x' "$byte")" >/dev/null
 done <"$LIFEBOAT_RUN_DIR/writes"
-t0=$(now)
-"$LIFEBOAT" backup --project bench --instance bench-vm --mode incremental --request-id bench-incr --libvirt bench/bench-vm \
-    --follow --json --timeout 1800 >"$LIFEBOAT_RUN_DIR/incr.results"
-t1=$(now)
-incr_s=$(seconds "$t0" "$t1")
-grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/incr.results" || die "the incremental did not succeed"
-grep -q '"parent":"bench-full"' "$LIFEBOAT_RUN_DIR/incr.results" || die "the incremental fell back to a full"
+incr_s=$(timed_backup bench-incr incremental bench)
+grep -q '"parent":"bench-full"' "$LIFEBOAT_RUN_DIR/bench-incr.results" || die "the incremental fell back to a full"
 incr_read=$(( $(metric) - full_read ))
 rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$WORKER/status")
 echo "incremental: $incr_s s, $incr_read bytes read for $changed bytes changed"
 
 log "3. a full backup over the unencrypted data path (dataPath tcp), into a fresh repository"
-kill -TERM "$WORKER"; wait "$WORKER" || true
-rm -rf "$LIFEBOAT_REPOSITORY"
-"$LIFEBOAT" repo init --repo "$LIFEBOAT_REPOSITORY" >/dev/null
-"$LIFEBOAT" worker >>"$LIFEBOAT_RUN_DIR/worker.log" 2>&1 &
-WORKER=$!
-sleep 1
-t0=$(now)
-"$LIFEBOAT" backup --project bench --instance bench-vm --mode full --request-id bench-tcp --libvirt bench-tcp/bench-vm \
-    --follow --json --timeout 1800 >"$LIFEBOAT_RUN_DIR/tcp.results"
-t1=$(now)
-tcp_s=$(seconds "$t0" "$t1")
-grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/tcp.results" || die "the fast-path backup did not succeed"
+rm -f "$LIFEBOAT_RUN_DIR/worker.log"
+fresh_worker
+tcp_s=$(timed_backup bench-tcp full bench-tcp)
 echo "fast path full: $tcp_s s"
 
 python3 - "$ssh_s" "$scp_s" "$full_s" "$full_read" "$incr_s" "$incr_read" "$changed" "$rss_kib" "$RANGE_MIB" "$TRANSFERS" "$tcp_s" <<'PY'

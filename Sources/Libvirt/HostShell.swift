@@ -1,4 +1,5 @@
 import Foundation
+import SSH
 
 /// A way to run commands on a hypervisor: an SSH session in production (`SSHSession`). The
 /// strategy only ever needs these three shapes, so it does not care how bytes get there.
@@ -19,17 +20,11 @@ public protocol ShellInput {
     func finish() throws -> ShellResult
 }
 
-public struct ShellResult: Sendable {
-    public var status: Int32
-    public var stdout: Data
-    public var stderr: String
+/// What a command left: its exit status, stdout and the tail of its stderr (SSH's type, which
+/// every shell uses).
+public typealias ShellResult = SSHCommandResult
 
-    public init(status: Int32, stdout: Data, stderr: String) {
-        self.status = status
-        self.stdout = stdout
-        self.stderr = stderr
-    }
-
+extension SSHCommandResult {
     public var output: String { String(decoding: stdout, as: UTF8.self) }
 }
 

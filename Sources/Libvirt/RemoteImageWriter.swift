@@ -1,9 +1,10 @@
 import Foundation
 
-/// Writes a disk image file on a hypervisor from a stream of data runs, sparse: the file is
-/// created at its full size as a hole, and only non-zero data crosses the network, written
-/// with `dd` at its offset. For qcow2 the raw file is converted there with `qemu-img`. The
-/// image appears under its final name only when whole.
+/// Writes a disk image file on a hypervisor from streams of data runs, sparse: a raw partial
+/// file is created at the disk's size as a hole, and only non-zero data crosses the network,
+/// written with `dd` at its offset — by any number of range tasks, each marking its range
+/// done. `complete` (once every range is) converts to qcow2 there if asked and gives the image
+/// its final name: it never appears half written.
 public final class RemoteImageWriter {
     public let host: String
     public let path: String
@@ -28,9 +29,32 @@ public final class RemoteImageWriter {
         self.path = path
         self.format = format
         self.size = size
-        try run(["mkdir", "-p", (path as NSString).deletingLastPathComponent])
-        try run(["rm", "-f", partial])
+    }
+
+    /// Makes the partial file (at the disk's size: `truncate` of a file already that size, by a
+    /// concurrent range task, changes nothing).
+    public func prepare() throws {
+        try run(["mkdir", "-p", (path as NSString).deletingLastPathComponent, markers])
         try run(["truncate", "-s", "\(size)", partial])
+    }
+
+    /// Where range tasks record what they wrote: `<path>.lifeboat-ranges/<offset>`.
+    private var markers: String { path + ".lifeboat-ranges" }
+
+    /// Records that the range at `offset` is written (after `flush`).
+    public func markDone(offset: UInt64) throws {
+        try run(["touch", "\(markers)/\(offset)"])
+    }
+
+    /// How many ranges are recorded as written.
+    public func rangesDone() throws -> Int {
+        let listing = try shell.run(Shell.command(["ls", markers]))
+        return listing.status == 0 ? listing.output.split(separator: "\n").count : 0
+    }
+
+    /// Whether the image already has its final name (an earlier attempt completed it).
+    public func isComplete() throws -> Bool {
+        try shell.run(Shell.command(["test", "-e", path])).status == 0 && shell.run(Shell.command(["test", "-e", partial])).status != 0
     }
 
     /// Adds bytes at `offset` (ascending, not overlapping earlier writes).
@@ -45,9 +69,9 @@ public final class RemoteImageWriter {
         if pending.count >= Self.batchBytes { try flush() }
     }
 
-    /// Sends what is buffered, then gives the file its final format and name.
-    public func finish() throws {
-        try flush()
+    /// Gives the file its final format and name, once every range is written; idempotent.
+    public func complete() throws {
+        if try isComplete() { return }
         if format == "qcow2" {
             let converting = path + ".lifeboat-converting"
             try run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", partial, converting])
@@ -56,14 +80,11 @@ public final class RemoteImageWriter {
         } else {
             try run(["mv", "-f", partial, path])
         }
+        try run(["rm", "-rf", markers])
     }
 
-    /// Removes the partial file after a failure.
-    public func discard() {
-        _ = try? shell.run(Shell.command(["rm", "-f", partial, path + ".lifeboat-converting"]))
-    }
-
-    private func flush() throws {
+    /// Sends what is buffered: call it at the end of a range, before `markDone`.
+    public func flush() throws {
         guard !runs.isEmpty else { return }
         let script = runs.map { run in
             Shell.command(["dd", "of=\(partial)", "bs=1M", "seek=\(run.offset)", "count=\(run.count)", "oflag=seek_bytes",

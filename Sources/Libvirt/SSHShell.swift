@@ -9,13 +9,11 @@ public struct SSHShell: HostShell {
     public init(session: SSHSession) { self.session = session }
 
     public func run(_ command: String, input: Data?) throws -> ShellResult {
-        let result = try session.run(command, input: input, outputLimit: 256 << 20)
-        return ShellResult(status: result.status, stdout: result.stdout, stderr: result.stderr)
+        try session.run(command, input: input, outputLimit: 256 << 20)
     }
 
     public func stream(_ command: String, input: Data?, into body: (UnsafeRawBufferPointer) throws -> Void) throws -> ShellResult {
-        let result = try session.stream(command, input: input, into: body)
-        return ShellResult(status: result.status, stdout: result.stdout, stderr: result.stderr)
+        try session.stream(command, input: input, into: body)
     }
 
     public func open(_ command: String) throws -> any ShellInput { SSHInput(channel: try session.open(command)) }
@@ -26,8 +24,5 @@ private struct SSHInput: ShellInput {
 
     func write(_ bytes: UnsafeRawBufferPointer) throws { try channel.write(bytes) }
 
-    func finish() throws -> ShellResult {
-        let result = try channel.finish()
-        return ShellResult(status: result.status, stdout: result.stdout, stderr: result.stderr)
-    }
+    func finish() throws -> ShellResult { try channel.finish() }
 }

@@ -86,11 +86,23 @@ final class ImageReadingTests: XCTestCase {
         let (expected, _) = try backUp(disk, id: "b", selection: .allData)
         for format in ["raw", "qcow2"] {
             let target = directory + "/restored/vda.\(format)"
-            let writer = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format,
-                                               size: try repository.diskSize(backup: "b", disk: "vda"))
-            try repository.streamDisk(backup: "b", disk: "vda", threads: 2) { try writer.write(at: $0, $1) }
-            try writer.finish()
-            XCTAssertEqual(writer.bytesTransferred, 4 << 20, "only non-zero chunks are sent")
+            let size = try repository.diskSize(backup: "b", disk: "vda")
+            // Two range tasks, the second first, each with a writer of its own.
+            var sent: UInt64 = 0
+            for (offset, length) in [(size / 2, size - size / 2), (UInt64(0), size / 2)] {
+                let writer = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format, size: size)
+                try writer.prepare()
+                try repository.streamDisk(backup: "b", disk: "vda", offset: offset, length: length, threads: 2) { try writer.write(at: $0, $1) }
+                try writer.flush()
+                try writer.markDone(offset: offset)
+                sent += writer.bytesTransferred
+                XCTAssertFalse(try writer.isComplete())
+            }
+            let writer = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format, size: size)
+            XCTAssertEqual(try writer.rangesDone(), 2)
+            try writer.complete()
+            try writer.complete()  // a repeated finalize changes nothing
+            XCTAssertEqual(sent, 4 << 20, "only non-zero chunks are sent")
             XCTAssertEqual(try guestView(target), expected, format)
             XCTAssertFalse(FileManager.default.fileExists(atPath: target + ".lifeboat-partial"))
             let info = try Hypervisor(name: "local", shell: shell).chain(of: target)

@@ -12,33 +12,55 @@ extension Repository {
         let index = try index(backup: backup, disk: disk)
         let fd = try POSIX.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         do {
-            if ftruncate(fd, off_t(index.diskSize)) != 0 { throw POSIX.error("ftruncate", path) }
-            let positions = index.entries.indices.filter { !index.entries[$0].isZero }
-            try Parallel.forEach(count: positions.count, threads: threads > 0 ? threads : Parallel.defaultThreads,
-                                 makeState: { self.makeCodec() }) { n, codec in
-                let i = positions[n]
-                let id = index.entries[i].id
-                let plain: UnsafeRawBufferPointer
-                do throws(ChunkProblem) {
-                    plain = try loadChunk(id, length: index.length(of: i), codec: codec)
-                } catch {
-                    throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
-                                                                    offset: index.offset(of: i), problem: error))
-                }
-                try POSIX.pwriteAll(fd, plain, at: index.offset(of: i), path: path)
-                POSIX.startWriteback(fd, offset: index.offset(of: i), length: plain.count)
-                if n >= Self.writeBehindLag {
-                    let old = positions[n - Self.writeBehindLag]
-                    POSIX.writeBehind(fd, offset: index.offset(of: old), length: index.length(of: old))
-                }
-            }
-            try POSIX.fsync(fd, path: path)
+            try write(index, positions: index.entries.indices, to: fd, path: path, backup: backup, disk: disk, threads: threads)
             POSIX.close(fd)
         } catch {
             POSIX.close(fd)
             unlink(path)
             throw error
         }
+    }
+
+    /// Writes the chunks of `[offset, offset + length)` of the disk into `path` (created at the
+    /// disk's size if missing, never truncated): one restore task's range. Ranges may be
+    /// written by several processes at once; a repeated range rewrites the same bytes.
+    public func restoreRange(backup: String, disk: String, offset: UInt64, length: UInt64, to path: String, threads: Int = 0) throws {
+        let index = try index(backup: backup, disk: disk)
+        let size = UInt64(chunkSize)
+        let first = Int(offset / size), end = min(index.entries.count, Int((offset + length + size - 1) / size))
+        let fd = try POSIX.open(path, O_WRONLY | O_CREAT, 0o600)
+        defer { POSIX.close(fd) }
+        try write(index, positions: first..<max(first, end), to: fd, path: path, backup: backup, disk: disk, threads: threads)
+    }
+
+    /// Sizes the file to the disk (growing only), writes the non-zero chunks among `positions`
+    /// (zero chunks stay holes), checks each against its id, and fsyncs.
+    private func write(_ index: DiskIndex, positions range: Range<Int>, to fd: Int32, path: String, backup: String, disk: String,
+                       threads: Int) throws {
+        var status = stat()
+        if fstat(fd, &status) == 0, UInt64(status.st_size) < index.diskSize, ftruncate(fd, off_t(index.diskSize)) != 0 {
+            throw POSIX.error("ftruncate", path)
+        }
+        let positions = range.filter { !index.entries[$0].isZero }
+        try Parallel.forEach(count: positions.count, threads: threads > 0 ? threads : Parallel.defaultThreads,
+                             makeState: { self.makeCodec() }) { n, codec in
+            let i = positions[n]
+            let id = index.entries[i].id
+            let plain: UnsafeRawBufferPointer
+            do throws(ChunkProblem) {
+                plain = try loadChunk(id, length: index.length(of: i), codec: codec)
+            } catch {
+                throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
+                                                                offset: index.offset(of: i), problem: error))
+            }
+            try POSIX.pwriteAll(fd, plain, at: index.offset(of: i), path: path)
+            POSIX.startWriteback(fd, offset: index.offset(of: i), length: plain.count)
+            if n >= Self.writeBehindLag {
+                let old = positions[n - Self.writeBehindLag]
+                POSIX.writeBehind(fd, offset: index.offset(of: old), length: index.length(of: old))
+            }
+        }
+        try POSIX.fsync(fd, path: path)
     }
 
     /// Chunks a restore writes before it waits for the writeback of an earlier one and drops
@@ -52,12 +74,17 @@ extension Repository {
     /// temporary raw file beside `path`.
     public func restoreQcow2(backup: String, disk: String, to path: String, threads: Int = 0,
                              qemuImg: String = "/usr/bin/qemu-img") throws {
-        guard FileManager.default.isExecutableFile(atPath: qemuImg) else {
-            throw RepositoryError.externalToolFailed("\(qemuImg) not found: install qemu-utils to restore to qcow2")
-        }
         let raw = path + ".raw-\(getpid())"
         defer { unlink(raw) }
         try restore(backup: backup, disk: disk, to: raw, threads: threads)
+        try Self.convertToQcow2(raw: raw, to: path, qemuImg: qemuImg)
+    }
+
+    /// `qemu-img convert -f raw -O qcow2 raw path`: holes stay unallocated.
+    public static func convertToQcow2(raw: String, to path: String, qemuImg: String = "/usr/bin/qemu-img") throws {
+        guard FileManager.default.isExecutableFile(atPath: qemuImg) else {
+            throw RepositoryError.externalToolFailed("\(qemuImg) not found: install qemu-utils to restore to qcow2")
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: qemuImg)
         process.arguments = ["convert", "-f", "raw", "-O", "qcow2", raw, path]
@@ -67,18 +94,20 @@ extension Repository {
             throw RepositoryError.externalToolFailed("qemu-img convert exited with status \(process.terminationStatus)")
         }
     }
-}
 
-extension Repository {
-    /// Hands the disk's non-zero chunks to `deliver` in ascending order (zero chunks are
+    /// Hands the non-zero chunks of the disk (or of `[offset, offset + length)`, chunk-aligned)
+    /// to `deliver` in ascending order (zero chunks are
     /// skipped: the target is created sparse), decoding a window of chunks on `threads` threads
     /// while the previous window is delivered: how a restore streams to a remote target.
     /// Damaged chunks fail as in `restore(to:)`. Returns the disk's size.
     @discardableResult
-    public func streamDisk(backup: String, disk: String, threads: Int = 0,
+    public func streamDisk(backup: String, disk: String, offset: UInt64 = 0, length: UInt64 = .max, threads: Int = 0,
                            deliver: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> UInt64 {
         let index = try index(backup: backup, disk: disk)
-        let positions = index.entries.indices.filter { !index.entries[$0].isZero }
+        let size = UInt64(chunkSize)
+        let first = Int(min(offset / size, UInt64(index.entries.count)))
+        let end = Int(min((offset.addingReportingOverflow(length).overflow ? .max : offset + length).quotientRoundingUp(size), UInt64(index.entries.count)))
+        let positions = (first..<max(first, end)).filter { !index.entries[$0].isZero }
         let workers = threads > 0 ? threads : Parallel.defaultThreads
         let window = workers * 4
         let buffers = (0..<window).map { _ in ReadBuffer(size: chunkSize) }
@@ -108,4 +137,8 @@ extension Repository {
     public func diskSize(backup: String, disk: String) throws -> UInt64 {
         try index(backup: backup, disk: disk).diskSize
     }
+}
+
+private extension UInt64 {
+    func quotientRoundingUp(_ divisor: UInt64) -> UInt64 { self / divisor + (self % divisor == 0 ? 0 : 1) }
 }

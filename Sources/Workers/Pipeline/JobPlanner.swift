@@ -11,7 +11,8 @@ import Repository
 /// A backup becomes one `transfer` task per bounded range of each disk (so no delivery is held
 /// near RabbitMQ's 30-minute consumer timeout, and several workers share one big disk); the
 /// transfer that completes the last range publishes `finalize`, which commits. A restore becomes
-/// one `restore` task per disk. Every id is derived from the request id, so a replayed request
+/// one `restore` task per range of each disk, and the last one publishes `restore-finalize`,
+/// which gives the files their names (and defines the domain). Every id is derived from the request id, so a replayed request
 /// plans the same job again, harmlessly.
 ///
 /// Sources today: raw image files on the worker's host. Other strategies are refused by name.
@@ -142,10 +143,15 @@ public struct JobPlanner: RequestHandler {
         if let unknown = disks.first(where: { !names.contains($0) }) {
             throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
         }
-        let parameters = TaskEvent.parameters(RestorePlan(backupId: request.backupId, directory: directory, disks: disks, format: format))
-        return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + disks.map { disk in
-            .task(TaskEvent(taskId: "\(job.jobId).restore.\(disk)", job: job, kind: .restore, disk: disk, parameters: parameters))
-        }
+        let plan = RestorePlan(backupId: request.backupId, directory: directory, disks: disks, format: format,
+                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
+        return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + plan.tasks(job).map { .task($0) }
+    }
+
+    /// Bytes per restore task, whole chunks: like transfers, no delivery is held for long.
+    var restoreStep: UInt64 {
+        let chunk = UInt64(repository.chunkSize)
+        return max(chunk, settings.rangeBytes / chunk * chunk)
     }
 }
 
@@ -172,7 +178,7 @@ extension JobPlanner {
     }
 
     /// A restore onto a hypervisor: checked there first (the domain name must be free and no
-    /// file may be overwritten), then one restore task per disk.
+    /// file may be overwritten), then one restore task per range of each disk.
     func planLibvirtRestore(_ request: RestoreRequest, job: JobReference, hypervisor: String, name: String?,
                             storageDirectory: String?, start: Bool) async throws -> [OutgoingMessage] {
         do {
@@ -181,9 +187,10 @@ extension JobPlanner {
             throw RequestRefused("\(error)")
         }
         let repository = self.repository
-        let metadata: BackupMetadata
+        let metadata: BackupMetadata, manifest: BackupManifest
         do {
-            metadata = try await runBlocking { try JSONDecoder().decode(BackupMetadata.self, from: try repository.manifest(request.backupId).metadata) }
+            manifest = try await runBlocking { try repository.manifest(request.backupId) }
+            metadata = try JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata)
         } catch {
             throw RequestRefused("backup \(request.backupId) does not exist in this repository")
         }
@@ -218,10 +225,10 @@ extension JobPlanner {
         }
         if let conflict { throw RequestRefused("\(conflict): restore under another name (target.name) or into another storageDirectory") }
         let plan = RestorePlan(backupId: request.backupId, disks: disks,
-                               libvirt: LibvirtRestoreTarget(hypervisor: hypervisor, domain: domain, files: files, formats: formats, start: start))
-        let parameters = TaskEvent.parameters(plan)
+                               libvirt: LibvirtRestoreTarget(hypervisor: hypervisor, domain: domain, files: files, formats: formats, start: start),
+                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId, details: ["hypervisor": hypervisor, "domain": domain]))]
-            + disks.map { .task(TaskEvent(taskId: "\(job.jobId).restore.\($0)", job: job, kind: .restore, disk: $0, parameters: parameters)) }
+            + plan.tasks(job).map { .task($0) }
     }
 }
 

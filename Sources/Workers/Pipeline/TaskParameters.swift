@@ -80,6 +80,25 @@ struct RestorePlan: Codable, Sendable, Equatable {
     var format: DiskFormat? = nil
     /// ...or onto a hypervisor.
     var libvirt: LibvirtRestoreTarget? = nil
+    /// Per disk: its size, written in ranges of `rangeBytes` by one restore task each.
+    var diskSizes: [String: UInt64]
+    var rangeBytes: UInt64
+
+    func rangeCount(of disk: String) -> Int {
+        Int(((diskSizes[disk] ?? 0) + rangeBytes - 1) / rangeBytes)
+    }
+
+    /// The restore tasks: one per range of each disk (a disk of size 0 still gets one).
+    func tasks(_ job: JobReference) -> [TaskEvent] {
+        let parameters = TaskEvent.parameters(self)
+        return disks.flatMap { disk in
+            stride(from: UInt64(0), to: max(1, diskSizes[disk] ?? 0), by: Int(rangeBytes)).map { offset in
+                TaskEvent(taskId: "\(job.jobId).restore.\(disk).\(offset)", job: job, kind: .restore, disk: disk,
+                          range: ByteRange(offset: offset, length: min(rangeBytes, max(1, (diskSizes[disk] ?? 0) - offset))),
+                          parameters: parameters)
+            }
+        }
+    }
 }
 
 struct LibvirtRestoreTarget: Codable, Sendable, Equatable {

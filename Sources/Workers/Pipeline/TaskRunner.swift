@@ -88,10 +88,7 @@ public final class TaskRunner: Sendable {
         case .cleanup where (try? task.parameters(as: LibvirtRollbackOrder.self)) != nil: return try await libvirt.rollback(task)
         case .cleanup: return try await libvirt.cleanup(task)
         case .restore: return try await restore(task)
-        case .restoreFinalize:
-            let plan = try task.parameters(as: RestorePlan.self)
-            guard let target = plan.libvirt else { throw PermanentFailure("restore-finalize task \(task.taskId) has no hypervisor target") }
-            return try await libvirt.restoreFinalize(task, plan: plan, target: target)
+        case .restoreFinalize: return try await restoreFinalize(task)
         case .attach: throw PermanentFailure("attach tasks (the disk-attachment strategy) are not implemented yet")
         }
     }
@@ -167,32 +164,20 @@ public final class TaskRunner: Sendable {
                                   details: ["parent": plan.parent ?? "none", "bytes": "\(plan.totalBytes)", "newStoredBytes": "\(stored)"]))]
     }
 
-    /// Writes one disk of a backup to `<directory>/<disk>.img` (sparse), and reports the job
-    /// done when every disk's file is there.
+    /// Writes one range of one disk of a backup to its target: files here, or a hypervisor.
     private func restore(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: RestorePlan.self)
-        guard let disk = task.disk else { throw TaskFailure("restore task \(task.taskId) names no disk") }
-        if let target = plan.libvirt { return try await libvirt.restore(task, plan: plan, target: target, disk: disk) }
+        guard let disk = task.disk, let range = task.range else { throw PermanentFailure("restore task \(task.taskId) names no disk or range") }
+        if let target = plan.libvirt { return try await libvirt.restore(task, plan: plan, target: target, disk: disk, range: range) }
         guard let directory = plan.directory else { throw PermanentFailure("restore task \(task.taskId) has no target") }
-        let repository = self.repository
-        let qcow2 = plan.format == .qcow2
-        @Sendable func file(_ disk: String) -> String { "\(directory)/\(disk).\(qcow2 ? "qcow2" : "img")" }
-        let complete = try await runBlocking { () -> Bool in
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let final = file(disk)
-            let partial = final + ".partial"
-            if qcow2 {
-                try repository.restoreQcow2(backup: plan.backupId, disk: disk, to: partial)
-            } else {
-                try repository.restore(backup: plan.backupId, disk: disk, to: partial)
-            }
-            // The file appears under its name only when whole.
-            guard rename(partial, final) == 0 else { throw TaskFailure("cannot rename \(partial): \(String(cString: strerror(errno)))") }
-            return plan.disks.allSatisfy { FileManager.default.fileExists(atPath: file($0)) }
-        }
-        let summary = TaskSummary(taskId: task.taskId, kind: .restore, disk: disk)
-        return [.result(JobResult(job: task.job, status: complete ? .succeeded : .progress, task: summary, backupId: plan.backupId,
-                                  details: ["file": file(disk)]))]
+        return try await FileRestore(repository: repository).restore(task, plan: plan, directory: directory, disk: disk, range: range)
+    }
+
+    private func restoreFinalize(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        let plan = try task.parameters(as: RestorePlan.self)
+        if let target = plan.libvirt { return try await libvirt.restoreFinalize(task, plan: plan, target: target) }
+        guard let directory = plan.directory else { throw PermanentFailure("restore-finalize task \(task.taskId) has no target") }
+        return try await FileRestore(repository: repository).finalize(task, plan: plan, directory: directory)
     }
 
     /// Retry later through the delay queue, or, out of attempts, fail the job and clean up.

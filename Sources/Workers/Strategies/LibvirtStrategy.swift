@@ -426,24 +426,27 @@ struct LibvirtStrategy: Sendable {
 
     // MARK: - Restore
 
-    /// Writes one disk's file on the target hypervisor; when every disk's file is there, asks
-    /// for the domain to be defined.
-    func restore(_ task: TaskEvent, plan: RestorePlan, target: LibvirtRestoreTarget, disk: String) async throws -> [OutgoingMessage] {
-        guard let path = target.files[disk], let format = target.formats[disk] else { throw TaskFailure("restore task \(task.taskId): no file for \(disk)") }
+    /// Writes one range of one disk into its partial file on the target hypervisor; the range
+    /// task that finds every range of every disk written asks for `restore-finalize`.
+    func restore(_ task: TaskEvent, plan: RestorePlan, target: LibvirtRestoreTarget, disk: String, range: ByteRange) async throws -> [OutgoingMessage] {
+        guard let path = target.files[disk], target.formats[disk] != nil else { throw TaskFailure("restore task \(task.taskId): no file for \(disk)") }
         let complete = try await runBlocking { () -> Bool in
             let hypervisor = try connect(target.hypervisor)
-            if try !hypervisor.fileExists(path) {
-                let writer = try RemoteImageWriter(shell: hypervisor.shell, host: target.hypervisor, path: path, format: format,
-                                                   size: try repository.diskSize(backup: plan.backupId, disk: disk))
-                do {
-                    try repository.streamDisk(backup: plan.backupId, disk: disk) { try writer.write(at: $0, $1) }
-                    try writer.finish()
-                } catch {
-                    writer.discard()
-                    throw error
-                }
+            func writer(_ disk: String) throws -> RemoteImageWriter {
+                try RemoteImageWriter(shell: hypervisor.shell, host: target.hypervisor, path: target.files[disk] ?? "",
+                                      format: target.formats[disk] ?? "raw", size: try repository.diskSize(backup: plan.backupId, disk: disk))
             }
-            return try target.files.values.allSatisfy { try hypervisor.fileExists($0) }
+            let output = try writer(disk)
+            if try !output.isComplete() {
+                try output.prepare()
+                try repository.streamDisk(backup: plan.backupId, disk: disk, offset: range.offset, length: range.length) { try output.write(at: $0, $1) }
+                try output.flush()
+                try output.markDone(offset: range.offset)
+            }
+            return try plan.disks.allSatisfy { disk in
+                let other = try writer(disk)
+                return try other.isComplete() || other.rangesDone() >= plan.rangeCount(of: disk)
+            }
         }
         var messages: [OutgoingMessage] = [.result(JobResult(job: task.job, status: .progress,
                                                               task: TaskSummary(taskId: task.taskId, kind: .restore, disk: disk),
@@ -467,6 +470,10 @@ struct LibvirtStrategy: Sendable {
         }
         let started = try await runBlocking { () -> Bool in
             let hypervisor = try connect(target.hypervisor)
+            for disk in plan.disks {
+                try RemoteImageWriter(shell: hypervisor.shell, host: target.hypervisor, path: target.files[disk] ?? "",
+                                      format: target.formats[disk] ?? "raw", size: try repository.diskSize(backup: plan.backupId, disk: disk)).complete()
+            }
             let defined = (try? hypervisor.domain(target.domain, inactive: true)) != nil
             if !defined {
                 let files = Dictionary(uniqueKeysWithValues: target.files.map { ($0.key, (path: $0.value, format: target.formats[$0.key] ?? "raw")) })
