@@ -30,12 +30,15 @@ enum TestHypervisors {
 
     /// A hypervisor list for the worker naming hosts `hv1`, `hv2`, …
     static func directoryFile(in directory: URL, hosts: [Int], knownHosts: String? = nil, operationTimeout: Double = 20,
-                              connectTimeout: Double = 5, changedBlocks: String = "overlay", dataPath: String = "ssh") throws -> String {
+                              connectTimeout: Double = 5, changedBlocks: String = "overlay", dataPath: String = "ssh",
+                              extra: [String: String] = [:]) throws -> String {
         let entries = hosts.map { n -> [String: Any] in
-            ["name": "hv\(n)", "address": address(n), "user": "root", "privateKeyFile": environment["LIFEBOAT_TEST_SSH_KEY"] ?? "",
-             "knownHostsFile": knownHosts ?? environment["LIFEBOAT_TEST_KNOWN_HOSTS"] ?? "",
-             "operationTimeoutSeconds": operationTimeout, "connectTimeoutSeconds": connectTimeout, "changedBlocks": changedBlocks,
-             "dataPath": dataPath]
+            var entry: [String: Any] = extra
+            entry.merge(["name": "hv\(n)", "address": address(n), "user": "root", "privateKeyFile": environment["LIFEBOAT_TEST_SSH_KEY"] ?? "",
+                         "knownHostsFile": knownHosts ?? environment["LIFEBOAT_TEST_KNOWN_HOSTS"] ?? "",
+                         "changedBlocks": changedBlocks, "dataPath": dataPath,
+                         "operationTimeoutSeconds": operationTimeout, "connectTimeoutSeconds": connectTimeout]) { _, new in new }
+            return entry
         }
         let path = directory.appendingPathComponent("hypervisors-\(UUID().uuidString.prefix(6)).json").path
         try JSONSerialization.data(withJSONObject: ["hypervisors": entries]).write(to: URL(fileURLWithPath: path))
@@ -155,6 +158,44 @@ final class LibvirtPipelineTests: XCTestCase {
 
     /// The unencrypted data path (trusted networks): the hypervisor connects back to the worker.
     func testRawFullAndTwoIncrementalsOverTheFastDataPath() async throws { try await fullAndIncrementals(format: "raw", dataPath: "tcp") }
+
+    /// A shut-off domain needs no snapshot: its files are read as they are, nothing is left
+    /// behind; the operator's pre/post snapshot commands run around a running domain's snapshot.
+    func testAShutOffDomainIsReadAsItIsAndHooksRunAroundASnapshot() async throws {
+        let hosts = try TestHypervisors.require(1)
+        let off = "lb-off-\(UUID().uuidString.prefix(6).lowercased())"
+        let disk = try await TestHypervisors.run(["vm", "\(hosts[0])", off, "qcow2", "64", "--no-start"])
+            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init) ?? ""
+        let filled = try await runProcess("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "write -P 0x5e 1M 3M", disk])
+        XCTAssertEqual(filled, 0)
+        let running = "lb-hook-\(UUID().uuidString.prefix(6).lowercased())"
+        try await TestHypervisors.run(["vm", "\(hosts[0])", running, "qcow2", "64"])
+        // Hooks run on the hypervisor; its /tmp is this machine's, so the test reads their trace.
+        let trace = directory.appendingPathComponent("hooks.log").path
+        let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: [hosts[0]], extra: [
+            "preSnapshotCommand": "echo \"pre $LIFEBOAT_DOMAIN\" >> \(trace)", "postSnapshotCommand": "echo \"post $LIFEBOAT_DOMAIN\" >> \(trace)"])
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 16 << 20, hypervisors: hypervisors)
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        for domain in [off, running] {
+            try await publisher.send(BackupRequest(requestId: "\(domain)-b", project: "p1", instance: domain, mode: .incremental,
+                                                   source: .libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)))
+            let outcome = try await results(of: "\(domain)-b", until: .succeeded)
+            XCTAssertEqual(outcome.last?.status, .succeeded, summary(outcome))
+            XCTAssertEqual(outcome.first { $0.status == .started }?.details?["consistency"], domain == off ? "shut-off" : "crash-consistent")
+        }
+        await publisher.shutdown()
+        await worker.stop()
+        XCTAssertEqual(try TestHypervisors.overlays(off, on: hosts[0]), [], "no snapshot of a shut-off domain")
+        let restored = directory.appendingPathComponent("off.raw").path
+        try Repository.open(path: repositoryPath).restore(backup: "\(off)-b", disk: "vda", to: restored)
+        let view = try await guestViewDigest(host: hosts[0], image: "\(off)-vda.qcow2")
+        XCTAssertEqual(try sha256(of: restored), view)
+        XCTAssertEqual(try String(contentsOfFile: trace, encoding: .utf8), "pre \(running)\npost \(running)\n",
+                       "the hooks ran once each, around the one snapshot (none for the shut-off domain)")
+        try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", running])
+    }
 
     private func fullAndIncrementals(format: String, bitmaps: Bool = false, dataPath: String = "ssh") async throws {
         let hosts = try TestHypervisors.require(2)
