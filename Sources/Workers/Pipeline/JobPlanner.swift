@@ -96,28 +96,12 @@ public struct JobPlanner: RequestHandler {
         }
         try await runBlocking { [parent] in try repository.beginBackup(backupId, parent: parent) }
 
-        let step = max(UInt64(repository.chunkSize), settings.rangeBytes / UInt64(repository.chunkSize) * UInt64(repository.chunkSize))
-        var ranges: [(disk: BackupPlan.Disk, range: ByteRange)] = []
-        for disk in sized {
-            var offset: UInt64 = 0
-            while offset < disk.size {
-                ranges.append((disk, ByteRange(offset: offset, length: min(step, disk.size - offset))))
-                offset += step
-            }
-        }
-        let plan = BackupPlan(backupId: backupId, parent: parent, disks: sized, rangeCount: ranges.count,
+        let step = BackupPlan.step(settings.rangeBytes, chunkSize: repository.chunkSize)
+        let plan = BackupPlan(backupId: backupId, parent: parent, disks: sized, rangeCount: BackupPlan.ranges(sized, step: step).count,
                               totalBytes: sized.reduce(0) { $0 + $1.size }, plannedAt: Date().timeIntervalSince1970)
-        let parameters = TaskEvent.parameters(plan)
-        var messages: [OutgoingMessage] = [.result(JobResult(job: job, status: .accepted, backupId: backupId,
+        let messages: [OutgoingMessage] = [.result(JobResult(job: job, status: .accepted, backupId: backupId,
                                                              details: details.merging(["parent": parent ?? "none"]) { a, _ in a }))]
-        if ranges.isEmpty {
-            messages.append(.task(TaskEvent(taskId: "\(job.jobId).finalize", job: job, kind: .finalize, parameters: parameters)))
-        }
-        for (disk, range) in ranges {
-            messages.append(.task(TaskEvent(taskId: "\(job.jobId).transfer.\(disk.name).\(range.offset)", job: job, kind: .transfer,
-                                            disk: disk.name, range: range, parameters: parameters)))
-        }
-        return messages
+        return messages + plan.transferTasks(job, step: step).map { .task($0) }
     }
 
     private func planRestore(_ request: RestoreRequest, job: JobReference) async throws -> [OutgoingMessage] {
@@ -148,11 +132,8 @@ public struct JobPlanner: RequestHandler {
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + plan.tasks(job).map { .task($0) }
     }
 
-    /// Bytes per restore task, whole chunks: like transfers, no delivery is held for long.
-    var restoreStep: UInt64 {
-        let chunk = UInt64(repository.chunkSize)
-        return max(chunk, settings.rangeBytes / chunk * chunk)
-    }
+    /// Bytes per restore task: like transfers, no delivery is held for long.
+    var restoreStep: UInt64 { BackupPlan.step(settings.rangeBytes, chunkSize: repository.chunkSize) }
 }
 
 extension JobPlanner {

@@ -28,6 +28,32 @@ struct BackupPlan: Codable, Sendable, Equatable {
     var libvirt: LibvirtSource? = nil
 }
 
+extension BackupPlan {
+    /// Bytes per range task: `rangeBytes` in whole chunks, at least one chunk.
+    static func step(_ rangeBytes: UInt64, chunkSize: Int) -> UInt64 {
+        let chunk = UInt64(chunkSize)
+        return max(chunk, rangeBytes / chunk * chunk)
+    }
+
+    static func ranges(_ disks: [Disk], step: UInt64) -> [(disk: String, range: ByteRange)] {
+        disks.flatMap { disk in
+            stride(from: UInt64(0), to: disk.size, by: Int(step)).map { (disk.name, ByteRange(offset: $0, length: min(step, disk.size - $0))) }
+        }
+    }
+
+    /// One `transfer` task per range of each disk (ids named by disk and offset, so a replayed
+    /// plan names the same tasks), or straight to `finalize` when there is nothing to read.
+    func transferTasks(_ job: JobReference, step: UInt64) -> [TaskEvent] {
+        let parameters = TaskEvent.parameters(self)
+        let ranges = Self.ranges(disks, step: step)
+        guard !ranges.isEmpty else { return [TaskEvent(taskId: "\(job.jobId).finalize", job: job, kind: .finalize, parameters: parameters)] }
+        return ranges.map { disk, range in
+            TaskEvent(taskId: "\(job.jobId).transfer.\(disk).\(range.offset)", job: job, kind: .transfer, disk: disk, range: range,
+                      parameters: parameters)
+        }
+    }
+}
+
 /// What a libvirt backup saved about its source: enough to find the overlays again, to tell
 /// which machine the data came from, and to define the domain again at restore.
 struct LibvirtSource: Codable, Sendable, Equatable {

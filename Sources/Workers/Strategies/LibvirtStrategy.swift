@@ -66,7 +66,7 @@ struct LibvirtStrategy: Sendable {
     func snapshot(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let order = try task.parameters(as: LibvirtSnapshotOrder.self)
         let (plan, details) = try await runBlocking { try self.takeSnapshot(order) }
-        let ranges = rangeTasks(plan, job: task.job)
+        let ranges = plan.transferTasks(task.job, step: step).map { OutgoingMessage.task($0) }
         return [.result(JobResult(job: task.job, status: .started, task: TaskSummary(taskId: task.taskId, kind: .snapshot),
                                   backupId: plan.backupId, details: details))] + ranges
     }
@@ -122,7 +122,7 @@ struct LibvirtStrategy: Sendable {
             diskFiles: originals.files, diskFormats: originals.formats, overlays: overlays, consistency: consistency,
             pushTargets: freeze.checkpoint.map { _ in frozen }, checkpoint: freeze.checkpoint?.name)
         let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned,
-                              rangeCount: Self.ranges(planned, step: step).count, totalBytes: planned.reduce(0) { $0 + $1.size },
+                              rangeCount: BackupPlan.ranges(planned, step: step).count, totalBytes: planned.reduce(0) { $0 + $1.size },
                               plannedAt: order.plannedAt, libvirt: source)
         return (plan, details)
     }
@@ -261,28 +261,7 @@ struct LibvirtStrategy: Sendable {
         return .success(backup)
     }
 
-    var step: UInt64 {
-        let chunk = UInt64(repository.chunkSize)
-        return max(chunk, rangeBytes / chunk * chunk)
-    }
-
-    static func ranges(_ disks: [BackupPlan.Disk], step: UInt64) -> [(disk: String, range: ByteRange)] {
-        disks.flatMap { disk in
-            stride(from: UInt64(0), to: disk.size, by: Int(step)).map { (disk.name, ByteRange(offset: $0, length: min(step, disk.size - $0))) }
-        }
-    }
-
-    private func rangeTasks(_ plan: BackupPlan, job: JobReference) -> [OutgoingMessage] {
-        let parameters = TaskEvent.parameters(plan)
-        let ranges = Self.ranges(plan.disks, step: step)
-        guard !ranges.isEmpty else {
-            return [.task(TaskEvent(taskId: "\(job.jobId).finalize", job: job, kind: .finalize, parameters: parameters))]
-        }
-        return ranges.map { disk, range in
-            .task(TaskEvent(taskId: "\(job.jobId).transfer.\(disk).\(range.offset)", job: job, kind: .transfer, disk: disk, range: range,
-                            parameters: parameters))
-        }
-    }
+    var step: UInt64 { BackupPlan.step(rangeBytes, chunkSize: repository.chunkSize) }
 
     /// Copies one range of a frozen disk from the hypervisor into the repository. When the read
     /// fails because the domain is gone (deleted mid-backup), the job fails at once.
