@@ -11,7 +11,11 @@ public final class RemoteImageWriter {
     public let format: String
     public let size: UInt64
     private let shell: any HostShell
-    private var partial: String { path + ".lifeboat-partial" }
+    /// Named by the job: a partial file another (failed) restore left behind holds other
+    /// bytes, and ranges write only non-zero chunks, so it must never be reused.
+    private var partial: String { path + ".lifeboat-partial-\(job)" }
+    /// The restore job writing the file.
+    public let job: String
     /// Runs (offset, length) whose bytes are buffered for the next `dd` batch.
     private var runs: [(offset: UInt64, count: UInt64)] = []
     private var pending = Data()
@@ -22,9 +26,10 @@ public final class RemoteImageWriter {
     /// Bytes buffered before a batch is sent.
     static let batchBytes = 64 << 20
 
-    public init(shell: any HostShell, host: String, path: String, format: String, size: UInt64) throws {
+    public init(shell: any HostShell, host: String, path: String, format: String, size: UInt64, job: String) throws {
         guard ["raw", "qcow2"].contains(format) else { throw LibvirtError.unsupportedDisk("cannot write \(format) images, only raw and qcow2") }
         self.shell = shell
+        self.job = job
         self.host = host
         self.path = path
         self.format = format
@@ -39,7 +44,7 @@ public final class RemoteImageWriter {
     }
 
     /// Where range tasks record what they wrote: `<path>.lifeboat-ranges/<offset>`.
-    private var markers: String { path + ".lifeboat-ranges" }
+    private var markers: String { path + ".lifeboat-ranges-\(job)" }
 
     /// Records that the range at `offset` is written (after `flush`).
     public func markDone(offset: UInt64) throws {
@@ -73,7 +78,7 @@ public final class RemoteImageWriter {
     public func complete() throws {
         if try isComplete() { return }
         if format == "qcow2" {
-            let converting = path + ".lifeboat-converting"
+            let converting = path + ".lifeboat-converting-\(job)"
             try run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", partial, converting])
             try run(["mv", "-f", converting, path])
             try run(["rm", "-f", partial])

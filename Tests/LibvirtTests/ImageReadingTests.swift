@@ -87,10 +87,16 @@ final class ImageReadingTests: XCTestCase {
         for format in ["raw", "qcow2"] {
             let target = directory + "/restored/vda.\(format)"
             let size = try repository.diskSize(backup: "b", disk: "vda")
+            // An earlier restore job to the same file failed half way, leaving bytes where the
+            // backup has zeros: a new job must not build on its partial file.
+            let failed = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format, size: size, job: "r0")
+            try failed.prepare()
+            try [UInt8](repeating: 0xff, count: 1 << 20).withUnsafeBytes { try failed.write(at: 20 << 20, $0) }
+            try failed.flush()
             // Two range tasks, the second first, each with a writer of its own.
             var sent: UInt64 = 0
             for (offset, length) in [(size / 2, size - size / 2), (UInt64(0), size / 2)] {
-                let writer = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format, size: size)
+                let writer = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format, size: size, job: "r1")
                 try writer.prepare()
                 try repository.streamDisk(backup: "b", disk: "vda", offset: offset, length: length, threads: 2) { try writer.write(at: $0, $1) }
                 try writer.flush()
@@ -98,13 +104,13 @@ final class ImageReadingTests: XCTestCase {
                 sent += writer.bytesTransferred
                 XCTAssertFalse(try writer.isComplete())
             }
-            let writer = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format, size: size)
+            let writer = try RemoteImageWriter(shell: shell, host: "local", path: target, format: format, size: size, job: "r1")
             XCTAssertEqual(try writer.rangesDone(), 2)
             try writer.complete()
             try writer.complete()  // a repeated finalize changes nothing
             XCTAssertEqual(sent, 4 << 20, "only non-zero chunks are sent")
             XCTAssertEqual(try guestView(target), expected, format)
-            XCTAssertFalse(FileManager.default.fileExists(atPath: target + ".lifeboat-partial"))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: target + ".lifeboat-partial-r1"))
             let info = try Hypervisor(name: "local", shell: shell).chain(of: target)
             XCTAssertEqual(info.layers.map(\.format), [format])
         }

@@ -5,7 +5,7 @@ import Publisher
 import Repository
 
 /// Restores to image files in a directory on the worker's host, range by range: every range
-/// task writes its chunks into `<disk>.partial` (raw, sparse) and leaves a marker; the one that
+/// task writes its chunks into `<disk>.partial-<job>` (raw, sparse) and leaves a marker; the one that
 /// finds all ranges written asks for `restore-finalize`, which converts to qcow2 if asked and
 /// renames, so a file appears under its name only whole.
 struct FileRestore: Sendable {
@@ -15,7 +15,11 @@ struct FileRestore: Sendable {
         "\(directory)/\(disk).\(format == .qcow2 ? "qcow2" : "img")"
     }
 
-    private static func partial(_ directory: String, _ disk: String) -> String { "\(directory)/\(disk).partial" }
+    /// Named by the job: another (failed) restore's partial file holds other bytes, and ranges
+    /// write only non-zero chunks, so it must never be reused.
+    private static func partial(_ directory: String, _ disk: String, job: JobReference) -> String {
+        "\(directory)/\(disk).partial-\(job.jobId)"
+    }
 
     /// Range markers of one job: `<directory>/.lifeboat-restore-<job>/<disk>.<offset>`.
     private static func markers(_ directory: String, job: JobReference) -> String { "\(directory)/.lifeboat-restore-\(job.jobId)" }
@@ -27,7 +31,7 @@ struct FileRestore: Sendable {
             try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: true)
             if !FileManager.default.fileExists(atPath: Self.file(directory, disk, plan.format)) {
                 try repository.restoreRange(backup: plan.backupId, disk: disk, offset: range.offset, length: range.length,
-                                            to: Self.partial(directory, disk))
+                                            to: Self.partial(directory, disk, job: task.job))
                 guard FileManager.default.createFile(atPath: "\(markers)/\(disk).\(range.offset)", contents: nil) else {
                     throw TaskFailure("cannot write the range marker in \(markers)")
                 }
@@ -52,7 +56,7 @@ struct FileRestore: Sendable {
     func finalize(_ task: TaskEvent, plan: RestorePlan, directory: String) async throws -> [OutgoingMessage] {
         let files = try await runBlocking { () -> [String] in
             try plan.disks.map { disk in
-                let final = Self.file(directory, disk, plan.format), partial = Self.partial(directory, disk)
+                let final = Self.file(directory, disk, plan.format), partial = Self.partial(directory, disk, job: task.job)
                 if !FileManager.default.fileExists(atPath: final) {
                     if plan.format == .qcow2 {
                         let converting = final + ".converting"

@@ -413,7 +413,8 @@ struct LibvirtStrategy: Sendable {
             let hypervisor = try connect(target.hypervisor)
             func writer(_ disk: String) throws -> RemoteImageWriter {
                 try RemoteImageWriter(shell: hypervisor.shell, host: target.hypervisor, path: target.files[disk] ?? "",
-                                      format: target.formats[disk] ?? "raw", size: try repository.diskSize(backup: plan.backupId, disk: disk))
+                                      format: target.formats[disk] ?? "raw", size: try repository.diskSize(backup: plan.backupId, disk: disk),
+                                      job: task.job.jobId)
             }
             let output = try writer(disk)
             if try !output.isComplete() {
@@ -451,7 +452,8 @@ struct LibvirtStrategy: Sendable {
             let hypervisor = try connect(target.hypervisor)
             for disk in plan.disks {
                 try RemoteImageWriter(shell: hypervisor.shell, host: target.hypervisor, path: target.files[disk] ?? "",
-                                      format: target.formats[disk] ?? "raw", size: try repository.diskSize(backup: plan.backupId, disk: disk)).complete()
+                                      format: target.formats[disk] ?? "raw", size: try repository.diskSize(backup: plan.backupId, disk: disk),
+                                      job: task.job.jobId).complete()
             }
             let defined = (try? hypervisor.domain(target.domain, inactive: true)) != nil
             if !defined {
