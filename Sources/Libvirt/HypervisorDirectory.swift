@@ -10,6 +10,10 @@ import SSH
 ///                   "privateKeyFile": "/etc/lifeboat/ssh/id_ed25519",
 ///                   "knownHostsFile": "/etc/lifeboat/ssh/known_hosts"}]}
 /// ```
+/// A `"guests"` list of the same shape (its `name` a domain's) gives guests whose
+/// `preSnapshotCommand`/`postSnapshotCommand` run inside them over SSH, for application
+/// consistency (flush a database, freeze a file system).
+///
 /// Optional per host: `port` (22), `passwordFile` (instead of a key), `passphraseFile`,
 /// `trustOnFirstUse` (false), `libvirtURI` (`qemu:///system`), `preSnapshotCommand` and
 /// `postSnapshotCommand` (run on the hypervisor around the snapshot, with `LIFEBOAT_DOMAIN`
@@ -42,6 +46,9 @@ public struct HypervisorDirectory: Sendable {
 
     public private(set) var entries: [String: Entry] = [:]
     private var endpoints: [String: SSHEndpoint] = [:]
+    /// Guests whose pre/post snapshot commands run inside them over SSH, by domain name (an
+    /// entry of the same shape, under `"guests"`, its `name` the domain's).
+    public private(set) var guests: [String: (entry: Entry, endpoint: SSHEndpoint)] = [:]
 
     public init() {}
 
@@ -52,7 +59,10 @@ public struct HypervisorDirectory: Sendable {
         } catch {
             throw HypervisorDirectoryError("cannot read the hypervisor list \(path): \(error.localizedDescription)")
         }
-        struct File: Decodable { var hypervisors: [Entry] }
+        struct File: Decodable {
+            var hypervisors: [Entry]
+            var guests: [Entry]?
+        }
         let file: File
         do {
             file = try JSONDecoder().decode(File.self, from: data)
@@ -70,6 +80,19 @@ public struct HypervisorDirectory: Sendable {
             endpoints[entry.name] = try Self.endpoint(entry, in: path)
             entries[entry.name] = entry
         }
+        for guest in file.guests ?? [] {
+            guard guests[guest.name] == nil else { throw HypervisorDirectoryError("\(path): guest \(guest.name) is listed twice") }
+            guests[guest.name] = (guest, try Self.endpoint(guest, in: path))
+        }
+    }
+
+    /// Runs a guest's configured command inside it over SSH (its host key verified like a
+    /// hypervisor's), with `LIFEBOAT_DOMAIN` set. Nothing happens for a guest not listed.
+    public func runInGuest(_ domain: String, _ command: KeyPath<Entry, String?>) throws {
+        guard let guest = guests[domain], let text = guest.entry[keyPath: command] else { return }
+        let session = try SSHSession(connectingTo: guest.endpoint)
+        let line = Shell.command(["env", "LIFEBOAT_DOMAIN=\(domain)", "sh", "-c", text])
+        _ = try session.run(line).check("\(domain): \(text)")
     }
 
     /// The names, sorted: what an error lists when a request names an unknown one.

@@ -31,7 +31,7 @@ enum TestHypervisors {
     /// A hypervisor list for the worker naming hosts `hv1`, `hv2`, …
     static func directoryFile(in directory: URL, hosts: [Int], knownHosts: String? = nil, operationTimeout: Double = 20,
                               connectTimeout: Double = 5, changedBlocks: String = "overlay", dataPath: String = "ssh",
-                              extra: [String: String] = [:]) throws -> String {
+                              extra: [String: String] = [:], guests: [[String: Any]] = []) throws -> String {
         let entries = hosts.map { n -> [String: Any] in
             var entry: [String: Any] = extra
             entry.merge(["name": "hv\(n)", "address": address(n), "user": "root", "privateKeyFile": environment["LIFEBOAT_TEST_SSH_KEY"] ?? "",
@@ -41,7 +41,7 @@ enum TestHypervisors {
             return entry
         }
         let path = directory.appendingPathComponent("hypervisors-\(UUID().uuidString.prefix(6)).json").path
-        try JSONSerialization.data(withJSONObject: ["hypervisors": entries]).write(to: URL(fileURLWithPath: path))
+        try JSONSerialization.data(withJSONObject: ["hypervisors": entries, "guests": guests]).write(to: URL(fileURLWithPath: path))
         return path
     }
 
@@ -160,7 +160,8 @@ final class LibvirtPipelineTests: XCTestCase {
     func testRawFullAndTwoIncrementalsOverTheFastDataPath() async throws { try await fullAndIncrementals(format: "raw", dataPath: "tcp") }
 
     /// A shut-off domain needs no snapshot: its files are read as they are, nothing is left
-    /// behind; the operator's pre/post snapshot commands run around a running domain's snapshot.
+    /// behind; the operator's pre/post snapshot commands run around a running domain's
+    /// snapshot, on the hypervisor and inside the guest over SSH.
     func testAShutOffDomainIsReadAsItIsAndHooksRunAroundASnapshot() async throws {
         let hosts = try TestHypervisors.require(1)
         let off = "lb-off-\(UUID().uuidString.prefix(6).lowercased())"
@@ -172,8 +173,18 @@ final class LibvirtPipelineTests: XCTestCase {
         try await TestHypervisors.run(["vm", "\(hosts[0])", running, "qcow2", "64"])
         // Hooks run on the hypervisor; its /tmp is this machine's, so the test reads their trace.
         let trace = directory.appendingPathComponent("hooks.log").path
+        // The guest's own commands run inside it over SSH: the tests' loopback sshd stands in
+        // for the guest's (the test VMs have no OS).
+        let env = ProcessInfo.processInfo.environment
+        guard let sshdPort = env["LIFEBOAT_TEST_SSHD_PORT"].flatMap(Int.init), let sshdDir = env["LIFEBOAT_TEST_SSHD_DIR"],
+              let keys = env["LIFEBOAT_TEST_SSH_KEYS"] else { throw TestEnvironmentMissing("needs scripts/sshd.sh (run through scripts/test.sh)") }
+        let guest: [String: Any] = ["name": running, "address": "127.0.0.1", "port": sshdPort, "user": "root",
+                                    "privateKeyFile": "\(keys)/id_ed25519", "knownHostsFile": "\(sshdDir)/known_hosts",
+                                    "preSnapshotCommand": "echo \"guest-pre $LIFEBOAT_DOMAIN\" >> \(trace)",
+                                    "postSnapshotCommand": "echo \"guest-post $LIFEBOAT_DOMAIN\" >> \(trace)"]
         let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: [hosts[0]], extra: [
-            "preSnapshotCommand": "echo \"pre $LIFEBOAT_DOMAIN\" >> \(trace)", "postSnapshotCommand": "echo \"post $LIFEBOAT_DOMAIN\" >> \(trace)"])
+            "preSnapshotCommand": "echo \"pre $LIFEBOAT_DOMAIN\" >> \(trace)", "postSnapshotCommand": "echo \"post $LIFEBOAT_DOMAIN\" >> \(trace)"],
+                                                            guests: [guest])
         let repositoryPath = directory.appendingPathComponent("repository").path
         _ = try Repository.create(path: repositoryPath)
         let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 16 << 20, hypervisors: hypervisors)
@@ -192,8 +203,9 @@ final class LibvirtPipelineTests: XCTestCase {
         try Repository.open(path: repositoryPath).restore(backup: "\(off)-b", disk: "vda", to: restored)
         let view = try await guestViewDigest(host: hosts[0], image: "\(off)-vda.qcow2")
         XCTAssertEqual(try sha256(of: restored), view)
-        XCTAssertEqual(try String(contentsOfFile: trace, encoding: .utf8), "pre \(running)\npost \(running)\n",
-                       "the hooks ran once each, around the one snapshot (none for the shut-off domain)")
+        XCTAssertEqual(try String(contentsOfFile: trace, encoding: .utf8),
+                       "pre \(running)\nguest-pre \(running)\nguest-post \(running)\npost \(running)\n",
+                       "the hypervisor's and the guest's hooks ran once each, around the one snapshot (none for the shut-off domain)")
         try await TestHypervisors.run(["virsh", "\(hosts[0])", "destroy", running])
     }
 

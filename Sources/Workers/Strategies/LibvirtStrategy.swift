@@ -209,11 +209,25 @@ struct LibvirtStrategy: Sendable {
         return Freeze(frozen: targets, consistency: consistency, checkpoint: (name, since, fallback))
     }
 
-    /// Runs the operator's pre- and post-snapshot commands around `body`.
+    /// Runs the operator's pre- and post-snapshot commands around `body`: the hypervisor's,
+    /// then the guest's (inside it, over SSH); post commands in the reverse order, always.
+    /// A failed pre command fails the task (it is retried); a failed post command is logged.
     private func withHooks(_ hypervisor: Hypervisor, order: LibvirtSnapshotOrder, _ body: () throws -> Void) throws {
         let entry = hypervisors.entries[order.hypervisor]
         if let command = entry?.preSnapshotCommand { try hypervisor.runHook(command, domain: order.domain) }
         defer { if let command = entry?.postSnapshotCommand { try? hypervisor.runHook(command, domain: order.domain) } }
+        do {
+            try hypervisors.runInGuest(order.domain, \.preSnapshotCommand)
+        } catch {
+            throw TaskFailure("the pre-snapshot command in guest \(order.domain) failed: \(error)")
+        }
+        defer {
+            do {
+                try hypervisors.runInGuest(order.domain, \.postSnapshotCommand)
+            } catch {
+                logger.error("post-snapshot command in the guest failed", metadata: ["domain": "\(order.domain)", "error": "\(error)"])
+            }
+        }
         try body()
     }
 
