@@ -42,7 +42,7 @@ public struct SSHEndpoint: Sendable {
     /// arrive from the server. The keepalives the session sends are answered by a living server,
     /// so a quiet command (one busy for minutes before it prints) survives when
     /// `keepaliveSeconds` is shorter than this, while a cut link fails after this time instead
-    /// of hanging.
+    /// of hanging. libssh2's own calls (handshake, login, channel opening) wait at least 2 s.
     public var operationTimeoutSeconds: Double
     /// Seconds between keepalives (which ask for a reply) while the session waits for a command;
     /// 0 disables them. Keep it well below `operationTimeoutSeconds` (libssh2 turns 1 into 2).

@@ -202,7 +202,10 @@ public final class SSHSession {
     private static func establish(session: OpaquePointer, socket: Int32, endpoint: SSHEndpoint) throws(SSHError) -> (String, Bool) {
         let name = endpoint.displayName
         libssh2_session_set_blocking(session, 1)
-        libssh2_session_set_timeout(session, Int(endpoint.operationTimeoutSeconds * 1000))
+        // libssh2 1.10 measures a blocking call's elapsed time in whole seconds (time()): a
+        // 1 s timeout fires at once when the call straddles a second boundary. Two seconds is
+        // the least it honours.
+        libssh2_session_set_timeout(session, max(2000, Int(endpoint.operationTimeoutSeconds * 1000)))
 
         let knownHosts = try KnownHosts(session: session, path: endpoint.knownHostsFile)
         let methods = knownHosts.preferredMethods(host: endpoint.host, port: endpoint.port)
