@@ -43,6 +43,14 @@ public struct HostCommandFailed: Error, CustomStringConvertible {
 
 extension HostShell {
     public func run(_ command: String) throws -> ShellResult { try run(command, input: nil) }
+
+    /// Runs `command` and throws `HostCommandFailed` (naming `host`) unless it exits with 0.
+    @discardableResult
+    public func checked(_ command: String, input: Data? = nil, host: String) throws -> ShellResult {
+        let result = try run(command, input: input)
+        guard result.status == 0 else { throw HostCommandFailed(host: host, command: command, status: result.status, stderr: result.stderr) }
+        return result
+    }
 }
 
 /// Quoting for the POSIX shell: every argument Lifeboat puts into a remote command line goes

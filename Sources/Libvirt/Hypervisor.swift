@@ -25,10 +25,7 @@ public struct Hypervisor {
     /// Runs a command there and returns its stdout; a failure throws with its stderr.
     @discardableResult
     public func run(_ arguments: [String], input: Data? = nil) throws -> ShellResult {
-        let command = Shell.command(arguments)
-        let result = try shell.run(command, input: input)
-        guard result.status == 0 else { throw HostCommandFailed(host: name, command: command, status: result.status, stderr: result.stderr) }
-        return result
+        try shell.checked(Shell.command(arguments), input: input, host: name)
     }
 
     @discardableResult
@@ -135,10 +132,7 @@ public struct Hypervisor {
     }
 
     public func chain(of path: String) throws -> ImageChain {
-        let command = ImageChain.infoCommand(path)
-        let result = try shell.run(command)
-        guard result.status == 0 else { throw HostCommandFailed(host: name, command: command, status: result.status, stderr: result.stderr) }
-        return try ImageChain(qemuImgInfo: result.stdout)
+        try ImageChain(qemuImgInfo: shell.checked(ImageChain.infoCommand(path), host: name).stdout)
     }
 
     public func fileExists(_ path: String) throws -> Bool {

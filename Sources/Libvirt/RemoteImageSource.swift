@@ -39,12 +39,9 @@ public final class RemoteImageSource: StreamingBlockSource {
     public var size: UInt64 { chain.virtualSize }
 
     public func extents(offset: UInt64, length: UInt64) throws -> [Range<UInt64>] {
-        let command = ImageMap.command(chain.layers[0].path, offset: offset, length: length)
-        let result = try shell.run(command)
-        guard result.status == 0 else { throw HostCommandFailed(host: host, command: command, status: result.status, stderr: result.stderr) }
-        map = try ImageMap(qemuImgMap: result.stdout).extents
-        let chosen = selection == .allData ? map.filter { $0.data && !$0.zero } : map.filter { $0.depth == 0 && $0.present }
-        return chosen.map(\.range)
+        let fetched = try ImageMap(qemuImgMap: shell.checked(ImageMap.command(chain.layers[0].path, offset: offset, length: length), host: host).stdout)
+        map = fetched.extents
+        return (selection == .allData ? fetched.dataExtents : fetched.topLayerExtents).map(\.range)
     }
 
     /// What to deliver for a piece, in order: zeros made here, or bytes of a layer file.

@@ -107,8 +107,6 @@ public final class RemoteImageWriter {
     }
 
     private func run(_ arguments: [String]) throws {
-        let command = Shell.command(arguments)
-        let result = try shell.run(command)
-        guard result.status == 0 else { throw HostCommandFailed(host: host, command: command, status: result.status, stderr: result.stderr) }
+        try shell.checked(Shell.command(arguments), host: host)
     }
 }
