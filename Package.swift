@@ -43,7 +43,7 @@ let package = Package(
         ]),
         // Clients for the data sources, one per C library.
         .target(name: "SSH", dependencies: ["CSSH2"]),
-        .target(name: "Ceph", dependencies: ["CRBD"]),
+        .target(name: "Ceph", dependencies: ["CRBD", "Repository"]),
         .target(name: "OpenStack", dependencies: ["CCurl"]),
         .target(name: "Compression", dependencies: ["CZstd"]),
         // Where backups live: chunk store, indexes, manifests.
@@ -82,6 +82,8 @@ let package = Package(
             "AMQP", "Publisher", "Events", "Workers", "Repository", "OpenStack", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
+        // Against the project's own single-node Ceph (scripts/ceph.sh).
+        .testTarget(name: "CephTests", dependencies: ["Ceph", "Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Repository", "SSH"]),
         // Against a real OpenSSH sshd on loopback (scripts/sshd.sh).
         .testTarget(name: "SSHTests", dependencies: ["SSH", .product(name: "Crypto", package: "swift-crypto")]),

@@ -1,0 +1,117 @@
+import Foundation
+import Synchronization
+
+/// The Ceph clusters a worker may reach ("storage providers"), read from the operator's JSON
+/// file (`LIFEBOAT_CEPH_CLUSTERS`). Requests name a cluster by its `name` here; the keyring
+/// never travels in a message.
+///
+/// ```json
+/// {"clusters": [{"name": "ceph-1", "conf": "/etc/ceph/ceph.conf", "user": "lifeboat",
+///                "keyring": "/etc/ceph/ceph.client.lifeboat.keyring",
+///                "openstackBackends": ["ceph", "volume@ceph"]}]}
+/// ```
+/// `conf`, `user` and `keyring` are what cinder.conf calls `rbd_ceph_conf`, `rbd_user` and the
+/// user's keyring. Optional: `options` (Ceph client options that override the file's, e.g.
+/// `rados_osd_op_timeout`), `readsInFlight` (8), `openstackBackends` (the Cinder backends and
+/// Nova `images_rbd` clusters whose RBD images live here, for the OpenStack side to pick the
+/// provider of a volume).
+///
+/// Connections are made on first use and kept: one librados connection per cluster serves
+/// every task of the worker. A connection that timed out is dropped and made again.
+public struct CephClusterDirectory: Sendable {
+    public struct Entry: Sendable, Decodable {
+        public var name: String
+        public var conf: String?
+        public var user: String
+        public var keyring: String?
+        public var options: [String: String]?
+        public var readsInFlight: Int?
+        public var openstackBackends: [String]?
+    }
+
+    /// Client timeouts unless the operator sets them: a dead cluster fails a task (which is then
+    /// retried) instead of hanging it past RabbitMQ's consumer timeout.
+    public static let defaultOptions = ["client_mount_timeout": "30", "rados_mon_op_timeout": "30", "rados_osd_op_timeout": "120"]
+
+    public private(set) var entries: [String: Entry] = [:]
+    private let connections = Connections()
+
+    public init() {}
+
+    public init(contentsOf path: String) throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw CephConfigurationError("cannot read the Ceph cluster list \(path): \(error.localizedDescription)")
+        }
+        struct File: Decodable { var clusters: [Entry] }
+        let file: File
+        do {
+            file = try JSONDecoder().decode(File.self, from: data)
+        } catch {
+            throw CephConfigurationError("the Ceph cluster list \(path) is not valid: \(error)")
+        }
+        for entry in file.clusters {
+            guard entries[entry.name] == nil else { throw CephConfigurationError("\(path): cluster \(entry.name) is listed twice") }
+            if let conf = entry.conf, !FileManager.default.isReadableFile(atPath: conf) {
+                throw CephConfigurationError("\(path): cluster \(entry.name): cannot read its ceph.conf \(conf)")
+            }
+            entries[entry.name] = entry
+        }
+    }
+
+    /// The entry named `name`, or the error a request naming an unknown cluster gets.
+    public func entry(_ name: String) throws(CephConfigurationError) -> Entry {
+        guard let entry = entries[name] else {
+            throw CephConfigurationError(entries.isEmpty
+                ? "Ceph is not configured on this worker (LIFEBOAT_CEPH_CLUSTERS names no cluster): it cannot read or write RBD images of cluster \(name)"
+                : "no Ceph cluster named \(name) is configured (LIFEBOAT_CEPH_CLUSTERS has \(entries.keys.sorted().joined(separator: ", ")))")
+        }
+        return entry
+    }
+
+    /// The cluster whose `openstackBackends` lists `backend`.
+    public func cluster(forBackend backend: String) -> Entry? {
+        entries.values.first { $0.openstackBackends?.contains(backend) == true }
+    }
+
+    /// The kept connection to `name`, connecting first if there is none. Blocks.
+    public func connect(_ name: String) throws -> RadosCluster {
+        let entry = try entry(name)
+        return try connections.get(name) {
+            try RadosCluster(name: name, configurationFile: entry.conf, user: entry.user, keyring: entry.keyring,
+                             options: Self.defaultOptions.merging(entry.options ?? [:]) { _, chosen in chosen })
+        }
+    }
+
+    /// Drops the kept connection to `name` (after a timeout), so the next use makes a new one.
+    public func forget(_ name: String) {
+        connections.drop(name)
+    }
+
+    private final class Connections: Sendable {
+        private let open = Mutex<[String: RadosCluster]>([:])
+        /// Serialises connecting, so simultaneous tasks make one connection, not one each.
+        private let connecting = Mutex<Void>(())
+
+        func get(_ name: String, make: () throws -> RadosCluster) throws -> RadosCluster {
+            if let cluster = open.withLock({ $0[name] }) { return cluster }
+            return try connecting.withLock { _ in
+                if let cluster = open.withLock({ $0[name] }) { return cluster }
+                let cluster = try make()
+                open.withLock { $0[name] = cluster }
+                return cluster
+            }
+        }
+
+        func drop(_ name: String) {
+            _ = open.withLock { $0.removeValue(forKey: name) }
+        }
+    }
+}
+
+public struct CephConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
