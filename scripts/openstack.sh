@@ -76,12 +76,13 @@ CLEAN_ENV=(env -i "PATH=$CLEAN_PATH" "HOME=$STATE" LANG=C.UTF-8)
 
 OPENSTACK_PACKAGES=(keystone python3-openstackclient uwsgi-core uwsgi-plugin-python3 glance-api placement-api
                     nova-api nova-conductor nova-scheduler nova-compute cinder-api cinder-scheduler
-                    cinder-volume neutron-server python3-rbd python3-rados python3-pika amqp-tools curl sqlite3)
-# Every service but nova-compute and the forwarder, in start order. nova-scheduler asks
-# Placement for its version at start (and exits if its user cannot log in yet): it starts once
-# Keystone has the service users.
-EARLY_SERVICES=(keystone placement glance nova-api nova-conductor cinder-api cinder-scheduler cinder-volume neutron)
-SERVICES=("${EARLY_SERVICES[@]}" nova-scheduler)
+                    cinder-volume neutron-server python3-rbd python3-rados python3-pika amqp-tools curl)
+# Every service but nova-compute and the forwarder, in start order. nova-conductor and
+# nova-scheduler ask Placement for its version at start (and exit if their user cannot log in
+# yet): they start once Keystone has the service users.
+EARLY_SERVICES=(keystone placement glance nova-api cinder-api cinder-scheduler cinder-volume neutron)
+LATE_SERVICES=(nova-conductor nova-scheduler)
+SERVICES=("${EARLY_SERVICES[@]}" "${LATE_SERVICES[@]}")
 ALL_PROCS=("${SERVICES[@]}" forward nova-compute)
 
 random_secret() { head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24; }
@@ -155,6 +156,30 @@ our_pids() {
     done
 }
 
+# Kills processes of ours that no pid file knows, nor descends from one that does (left by a
+# start or stop that was killed): they would hold the ports.
+kill_strays() {
+    local name pid known=" " p
+    for name in "${ALL_PROCS[@]}"; do pid="$(proc_pid "$name")" && known+="$pid "; done
+    for pid in $(our_pids); do
+        p="$pid"
+        while [ -n "$p" ] && [ "$p" -gt 1 ] && [[ "$known" != *" $p "* ]]; do
+            p="$(awk '{ print $4 }' "/proc/$p/stat" 2>/dev/null || true)"
+        done
+        [ -n "$p" ] && [ "$p" -gt 1 ] && continue
+        log "killing a stray OpenStack process of this run directory ($pid)"
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+
+# Alive and not a zombie (PID 1 here reaps orphans only every ~2 s; a zombie holds nothing).
+alive() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    [ "${stat%% *}" != Z ]
+}
+
 stop_procs() {
     local name pid pids=() left
     for name in "$@"; do
@@ -166,7 +191,7 @@ stop_procs() {
     done
     for _ in $(seq 150); do
         left=()
-        for pid in "${pids[@]+"${pids[@]}"}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
+        for pid in "${pids[@]+"${pids[@]}"}"; do alive "$pid" && left+=("$pid"); done
         [ ${#left[@]} -eq 0 ] && return 0
         sleep 0.1
     done
@@ -323,6 +348,7 @@ CONF
 [DEFAULT]
 bind_host = $HOST
 bind_port = $GLANCE_PORT
+graceful_shutdown_timeout = 5
 workers = 1
 transport_url = $TRANSPORT_URL
 enabled_backends = file:file
@@ -350,8 +376,10 @@ CONF
 # Nova of scripts/openstack.sh (api $HOST:$NOVA_PORT, conductor, scheduler; nova-compute adds
 # nova-compute.conf and runs inside $COMPUTE_NAME)
 [DEFAULT]
+host = lifeboat-controller
 transport_url = $TRANSPORT_URL
 state_path = $STATE/nova
+graceful_shutdown_timeout = 5
 my_ip = $HOST
 enabled_apis = osapi_compute
 osapi_compute_listen = $HOST
@@ -443,6 +471,7 @@ CONF
 transport_url = $TRANSPORT_URL
 auth_strategy = keystone
 host = lifeboat-cinder
+graceful_shutdown_timeout = 5
 my_ip = $HOST
 state_path = $STATE/cinder
 api_paste_config = /etc/cinder/api-paste.ini
@@ -482,8 +511,10 @@ CONF
 # Neutron of scripts/openstack.sh ($HOST:$NEUTRON_PORT): the API only, ML2 without mechanism
 # drivers and without agents (no ports are ever bound: servers boot with --nic none)
 [DEFAULT]
+host = lifeboat-controller
 bind_host = $HOST
 bind_port = $NEUTRON_PORT
+graceful_shutdown_timeout = 5
 transport_url = $TRANSPORT_URL
 state_path = $STATE/neutron
 api_paste_config = /etc/neutron/api-paste.ini
@@ -654,9 +685,9 @@ start_service() {
             # its lock ("database is locked"), and several processes would each have a cache of
             # their own that the others' changes do not invalidate (a role granted, a token
             # revoked would go unseen for minutes). Cached, most requests take ~10 ms.
-            # uwsgi closes every connection after one response but
-            # answers HTTP/1.1 without saying so: clients that reuse the connection (the
-            # services' keystonemiddleware) then fail with "connection reset" (503s). Say it.
+            # uwsgi closes every connection after one response but answers HTTP/1.1 without
+            # saying so: clients that reuse connections (the services' keystonemiddleware)
+            # then fail with "connection reset" (503s). The header says so.
             spawn keystone uwsgi --plugin python3 --http-socket "$HOST:$KEYSTONE_PORT" \
                 --wsgi-file /usr/bin/keystone-wsgi-public --master --processes 1 --threads 1 \
                 --lazy-apps --die-on-term --need-app --buffer-size 65535 --add-header "Connection: close" \
@@ -682,7 +713,8 @@ start_service() {
 # The forwarder and nova-compute, for the compute host's current namespaces.
 start_compute() {
     compute_procs_current && proc_pid forward >/dev/null && return 0
-    stop_procs nova-compute forward
+    stop_procs nova-compute
+    stop_procs forward
     local holder net ports=()
     holder="$(holder_pid)" || die "hypervisor $COMPUTE_HOST is not running"
     net="$(ns_inode "/proc/$holder/ns/net")"
@@ -744,6 +776,7 @@ start() {
     define_rbd_secret
 
     log "OpenStack: starting Keystone, Placement, Glance, Nova, Cinder and Neutron on $HOST:$PORT_BASE+"
+    kill_strays
     local name
     for name in "${EARLY_SERVICES[@]}"; do start_service "$name"; done
     wait_http keystone "http://$HOST:$KEYSTONE_PORT/v3"
@@ -751,7 +784,7 @@ start() {
     setup_cmd bootstrap "$PY" "$SCRIPTS/lib/openstack-bootstrap.py" identity "$STATE/bootstrap.json" ||
         die "the identity bootstrap failed"
     wait_http placement "http://$HOST:$PLACEMENT_PORT/"
-    start_service nova-scheduler
+    for name in "${LATE_SERVICES[@]}"; do start_service "$name"; done
     log "OpenStack: nova-compute inside $COMPUTE_NAME ($COMPUTE_ADDRESS)"
     start_compute
     wait_http glance "http://$HOST:$GLANCE_PORT/"
@@ -773,8 +806,9 @@ stop() {
     local any="" name
     for name in "${ALL_PROCS[@]}"; do proc_pid "$name" >/dev/null && any=1; done
     [ -z "$any" ] || log "stopping OpenStack ($DIR)"
-    stop_procs nova-compute forward
-    stop_procs "${SERVICES[@]}"
+    # The forwarder last: without it nova-compute would spend its shutdown reconnecting.
+    stop_procs nova-compute "${SERVICES[@]}"
+    stop_procs forward
     # Whatever is left of ours (a lost pid file, a privsep helper).
     local pid
     for pid in $(our_pids); do kill -TERM "$pid" 2>/dev/null || true; done
@@ -844,14 +878,16 @@ print_env() {
     echo "export OS_REGION_NAME=$REGION"
     echo "export OS_IDENTITY_API_VERSION=3"
     echo "export OS_INTERFACE=public"
-    echo "export OS_USERNAME=admin"
-    echo "export OS_PASSWORD=$(secret admin)"
-    echo "export OS_PROJECT_NAME=admin"
-    echo "export OS_USER_DOMAIN_NAME=Default"
-    echo "export OS_PROJECT_DOMAIN_NAME=Default"
+    # The admin's credentials as a cloud, not as OS_USERNAME/OS_PASSWORD...: those would
+    # override every `--os-cloud lifeboat-alice` too (the client merges them over clouds.yaml).
     echo "export OS_CLIENT_CONFIG_FILE=$CLOUDS_YAML"
+    echo "export OS_CLOUD=lifeboat-admin"
     echo "export LIFEBOAT_TEST_OS_CLOUDS_YAML=$CLOUDS_YAML"
+    echo "export LIFEBOAT_TEST_OS_ADMIN_USER=admin"
+    echo "export LIFEBOAT_TEST_OS_ADMIN_PASSWORD=$(secret admin)"
     echo "export LIFEBOAT_TEST_OS_ADMIN_PASSWORD_FILE=$SECRETS/admin.password"
+    echo "export LIFEBOAT_TEST_OS_ADMIN_PROJECT=admin"
+    echo "export LIFEBOAT_TEST_OS_ADMIN_DOMAIN=Default"
     echo "export LIFEBOAT_TEST_OS_DOMAIN2=$DOMAIN2"
     echo "export LIFEBOAT_TEST_OS_ALICE_USER=alice"
     echo "export LIFEBOAT_TEST_OS_ALICE_PASSWORD_FILE=$SECRETS/alice.password"
