@@ -77,6 +77,10 @@ CLEAN_ENV=(env -i "PATH=$CLEAN_PATH" "HOME=$STATE" LANG=C.UTF-8)
 OPENSTACK_PACKAGES=(keystone python3-openstackclient uwsgi-core uwsgi-plugin-python3 glance-api placement-api
                     nova-api nova-conductor nova-scheduler nova-compute cinder-api cinder-scheduler
                     cinder-volume neutron-server python3-rbd python3-rados python3-pika amqp-tools curl)
+# What broker.sh, ceph.sh and hypervisor.sh need, installed here in the same apt run: they start
+# in parallel, and their own installs would only queue on apt's lock.
+PEER_PACKAGES=(rabbitmq-server openssl ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev libvirt-daemon-system
+               libvirt-clients qemu-system-x86 qemu-utils openssh-server openssh-client iproute2)
 # Every service but nova-compute and the forwarder, in start order. nova-conductor and
 # nova-scheduler ask Placement for its version at start (and exit if their user cannot log in
 # yet): they start once Keystone has the service users.
@@ -94,7 +98,7 @@ secret() { cat "$SECRETS/$1.password"; }
 # credentials or endpoints of its own (their defaults are `false` already; asked anyway).
 install_packages() {
     local missing=() pkg
-    for pkg in "${OPENSTACK_PACKAGES[@]}"; do
+    for pkg in "${OPENSTACK_PACKAGES[@]}" "${PEER_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     [ ${#missing[@]} -gt 0 ] || return 0
@@ -120,7 +124,7 @@ install_packages() {
         made_policy=1
     fi
     local rc=0
-    apt_install "${OPENSTACK_PACKAGES[@]}" || rc=$?
+    apt_install "${OPENSTACK_PACKAGES[@]}" "${PEER_PACKAGES[@]}" || rc=$?
     [ -z "$made_policy" ] || rm -f "$policy"
     [ $rc -eq 0 ] || die "installing the OpenStack packages failed"
 }
@@ -635,8 +639,7 @@ init_nova() {
     local n=(--config-file "$ETC/nova/nova.conf")
     setup_cmd nova nova-manage "${n[@]}" api_db sync
     setup_cmd nova nova-manage "${n[@]}" cell_v2 map_cell0 --database_connection "sqlite:///$DB/nova_cell0.sqlite"
-    "${CLEAN_ENV[@]}" nova-manage "${n[@]}" cell_v2 list_cells 2>/dev/null | grep -q ' cell1 ' ||
-        setup_cmd nova nova-manage "${n[@]}" cell_v2 create_cell --name cell1
+    setup_cmd nova nova-manage "${n[@]}" cell_v2 create_cell --name cell1
     setup_cmd nova nova-manage "${n[@]}" db sync
 }
 
