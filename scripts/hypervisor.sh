@@ -15,8 +15,9 @@
 #   scripts/hypervisor.sh rekey N             new sshd host key, known_hosts left stale
 #
 # Each host keeps its private /run/libvirt, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt,
-# /etc/hosts and /run/sshd in $LIFEBOAT_RUN_DIR/hvN/ (bind mounts in a mount namespace held
-# open by a `sleep` whose PID is hvN/holder.pid), so disks are readable from here at
+# /var/lib/nova (for a nova-compute that scripts/openstack.sh runs there), /etc/hosts and
+# /run/sshd in $LIFEBOAT_RUN_DIR/hvN/ (bind mounts in a mount namespace held open by a `sleep`
+# whose PID is hvN/holder.pid), so disks are readable from here at
 # $LIFEBOAT_RUN_DIR/hvN/var-lib-libvirt/images/. Root logs in over SSH with
 # $LIFEBOAT_RUN_DIR/ssh/id_ed25519 (or id_rsa), checking $LIFEBOAT_RUN_DIR/ssh/known_hosts.
 set -euo pipefail
@@ -216,7 +217,7 @@ prepare_dirs() {
         install -d -m 700 "$d/var-lib-libvirt.tmp/sanlock"
         mv "$d/var-lib-libvirt.tmp" "$d/var-lib-libvirt"
     fi
-    install -d -m 755 "$d/var-log-libvirt" "$d/var-log-libvirt/qemu"
+    install -d -m 755 "$d/var-log-libvirt" "$d/var-log-libvirt/qemu" "$d/var-lib-nova"
     # Runtime state does not survive a stop (like a reboot): domains defined stay, none runs.
     rm -rf "$d/run-libvirt" "$d/run-sshd"
     install -d -m 755 "$d/run-libvirt"
@@ -229,7 +230,7 @@ prepare_dirs() {
     [ -e "$d/no-kvm" ] || install -m 600 /dev/null "$d/no-kvm"
     install -d -m 711 "$CAPS_CACHE" "$CAPS_CACHE/qemu"
     # Mount points the bind mounts need on this side.
-    mkdir -p /run/libvirt /run/sshd /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt "$OWNER_DIR"
+    mkdir -p /run/libvirt /run/sshd /etc/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /var/lib/nova "$OWNER_DIR"
 }
 
 setup_network() {
@@ -259,6 +260,7 @@ holder_main() {
     mount --bind "$d/etc-libvirt" /etc/libvirt
     mount --bind "$d/var-lib-libvirt" /var/lib/libvirt
     mount --bind "$d/var-log-libvirt" /var/log/libvirt
+    mount --bind "$d/var-lib-nova" /var/lib/nova
     mount --bind "$d/hosts" /etc/hosts
     mount --bind "$d/run-sshd" /run/sshd
     mount --bind "$CAPS_CACHE" /var/cache/libvirt
