@@ -111,8 +111,14 @@ our_pids() { pgrep -f -- "ceph-(mon|osd|mgr) -c $CONF " || true; }
 start_daemon() {
     local name="$1" type="${1%%.*}" id="${1#*.}"
     daemon_pid "$name" >/dev/null && return 0
-    # Daemonizes once initialized; a failure shows in its exit code and log.
-    "ceph-$type" -c "$CONF" -i "$id" >>"$DIR/log/$name.out" 2>&1 ||
+    # Daemonizes once initialized; a failure shows in its exit code and log. It starts clean of
+    # what our caller may pass down: no file descriptor beyond 0-2 (a caller that waits for the
+    # end of a pipe or socket its child holds, as Swift Foundation's Process does, would wait
+    # forever) and no blocked signals (a daemon started from a test process ignored SIGTERM).
+    /usr/bin/python3 -c 'import os, signal, sys
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+os.closerange(3, 65536)
+os.execvp(sys.argv[1], sys.argv[1:])' "ceph-$type" -c "$CONF" -i "$id" >>"$DIR/log/$name.out" 2>&1 ||
         { tail -n 20 "$DIR/log/$name.log" "$DIR/log/$name.out" >&2 2>/dev/null || true; die "ceph-$type $id did not start"; }
 }
 

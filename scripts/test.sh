@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Lifeboat's tests against real peers: installs what they need (Debian packages),
-# starts the project's own RabbitMQ on loopback, an sshd on loopback and two hypervisors
-# (libvirtd + QEMU + sshd, each in a network namespace), runs `swift test`, stops them all.
+# starts the project's own RabbitMQ on loopback, an sshd on loopback, two hypervisors
+# (libvirtd + QEMU + sshd, each in a network namespace) and a single-node Ceph (mon, OSD, mgr),
+# runs `swift test`, stops them all.
 #
 #   scripts/test.sh [extra swift test arguments, e.g. --filter AMQPTests]
 set -euo pipefail
@@ -30,6 +31,7 @@ stop_peers() {
     scripts/broker.sh stop
     scripts/sshd.sh stop || true
     scripts/hypervisor.sh stop all || true
+    scripts/ceph.sh stop || true
 }
 trap stop_peers EXIT
 eval "$(scripts/broker.sh env)"
@@ -39,6 +41,9 @@ eval "$(scripts/sshd.sh env)"
 scripts/hypervisor.sh reset
 scripts/hypervisor.sh start 1 2
 eval "$(scripts/hypervisor.sh env)"
+# A fresh Ceph: no images or snapshots left from earlier runs.
+scripts/ceph.sh reset
+eval "$(scripts/ceph.sh env)"
 # A peer or tool the tests need that is missing is a failure here, not a skip.
 export LIFEBOAT_STRICT_TESTS=1
 

@@ -40,6 +40,8 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(name: .customLong("file"), help: "A disk image on the worker's host: NAME=PATH[:raw|qcow2]. Repeatable.")
     var files: [String] = []
     @Option(help: "A libvirt domain on a hypervisor: HOST/DOMAIN.") var libvirt: String?
+    @Option(help: "An RBD image in a configured Ceph cluster: NAME=CLUSTER:POOL/IMAGE. Repeatable (one cluster).")
+    var rbd: [String] = []
     @Option(help: "The idempotency key; the same id twice is one job.") var requestId: String?
     @Option(help: "The protection policy asking for it.") var policy: String?
     @Flag(help: "Print the job's results until it ends.") var follow = false
@@ -53,6 +55,10 @@ struct BackupCommand: AsyncParsableCommand {
             let parts = libvirt.split(separator: "/", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--libvirt takes HOST/DOMAIN") }
             source = .libvirt(host: parts[0], domain: parts[1], disks: nil)
+        } else if !rbd.isEmpty {
+            let parsed = try rbd.map(Self.parseRBD)
+            guard Set(parsed.map(\.cluster)).count == 1 else { throw ValidationError("--rbd images must all be in one cluster") }
+            source = .rbd(cluster: parsed[0].cluster, disks: parsed.map(\.disk))
         }
         let request = BackupRequest(requestId: requestId ?? newRequestId(), project: project, instance: instance, mode: mode,
                                     source: source, policy: policy)
@@ -69,6 +75,14 @@ struct BackupCommand: AsyncParsableCommand {
             path = String(path[..<colon])
         }
         return LocalDisk(name: nameAndRest[0], path: path, format: format)
+    }
+
+    static func parseRBD(_ text: String) throws -> (cluster: String, disk: RBDDisk) {
+        let nameAndRest = text.split(separator: "=", maxSplits: 1).map(String.init)
+        let clusterAndSpec = nameAndRest.count == 2 ? nameAndRest[1].split(separator: ":", maxSplits: 1).map(String.init) : []
+        let poolAndImage = clusterAndSpec.count == 2 ? clusterAndSpec[1].split(separator: "/", maxSplits: 1).map(String.init) : []
+        guard poolAndImage.count == 2 else { throw ValidationError("--rbd takes NAME=CLUSTER:POOL/IMAGE, not \(text)") }
+        return (clusterAndSpec[0], RBDDisk(name: nameAndRest[0], pool: poolAndImage[0], image: poolAndImage[1]))
     }
 
     /// The worker would refuse an invalid request anyway; refusing it here saves a round trip
@@ -97,6 +111,9 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(help: "Recreate the disks and define the domain on this hypervisor (HOST).") var toLibvirt: String?
     @Option(help: "Name of the restored domain or server.") var name: String?
     @Flag(help: "Start the restored domain.") var start = false
+    @Option(help: "Write the disks as new RBD images: CLUSTER:POOL.") var toRbd: String?
+    @Option(help: "Prefix of the new RBD images' names (default: the backup's id and a dash).") var imagePrefix: String?
+    @Flag(help: "With --to-rbd: write over existing images of the same names.") var overwrite = false
     @Option(help: "Restore as a new OpenStack server in this project.") var toProject: String?
     @Option(help: "Restore only this disk. Repeatable.") var disk: [String] = []
     @Option(help: "The idempotency key.") var requestId: String?
@@ -105,11 +122,15 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         let target: RestoreTarget
-        switch (toFiles, toLibvirt, toProject) {
-        case (let directory?, nil, nil): target = .files(directory: directory, format: format)
-        case (nil, let host?, nil): target = .libvirt(host: host, name: name, storageDirectory: nil, start: start)
-        case (nil, nil, let project?): target = .instance(project: project, name: name, flavor: nil, networks: nil, keypair: nil)
-        default: throw ValidationError("name exactly one target: --to-files, --to-libvirt or --to-project")
+        switch (toFiles, toLibvirt, toRbd, toProject) {
+        case (let directory?, nil, nil, nil): target = .files(directory: directory, format: format)
+        case (nil, let host?, nil, nil): target = .libvirt(host: host, name: name, storageDirectory: nil, start: start)
+        case (nil, nil, let spec?, nil):
+            let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--to-rbd takes CLUSTER:POOL, not \(spec)") }
+            target = .rbd(cluster: parts[0], pool: parts[1], imagePrefix: imagePrefix, overwrite: overwrite)
+        case (nil, nil, nil, let project?): target = .instance(project: project, name: name, flavor: nil, networks: nil, keypair: nil)
+        default: throw ValidationError("name exactly one target: --to-files, --to-libvirt, --to-rbd or --to-project")
         }
         let request = RestoreRequest(requestId: requestId ?? newRequestId(), project: project, backupId: backup, target: target,
                                      disks: disk.isEmpty ? nil : disk, requestedBy: Principal(userId: user, userDomain: userDomain))

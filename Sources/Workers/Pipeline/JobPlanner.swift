@@ -1,4 +1,5 @@
 import AMQP
+import Ceph
 import Events
 import Foundation
 import Libvirt
@@ -15,7 +16,8 @@ import Repository
 /// which gives the files their names (and defines the domain). Every id is derived from the request id, so a replayed request
 /// plans the same job again, harmlessly.
 ///
-/// Sources today: raw image files on the worker's host. Other strategies are refused by name.
+/// Sources: image files on the worker's host, libvirt domains on hypervisors, RBD images.
+/// Strategies not built yet (OpenStack resolution, disk attachment) are refused by name.
 public struct JobPlanner: RequestHandler {
     public struct Settings: Sendable {
         /// Bytes per transfer task (rounded to whole chunks).
@@ -37,11 +39,14 @@ public struct JobPlanner: RequestHandler {
     let repository: Repository
     let settings: Settings
     let hypervisors: HypervisorDirectory
+    let clusters: CephClusterDirectory
 
-    public init(repository: Repository, settings: Settings = Settings(), hypervisors: HypervisorDirectory = HypervisorDirectory()) {
+    public init(repository: Repository, settings: Settings = Settings(), hypervisors: HypervisorDirectory = HypervisorDirectory(),
+                clusters: CephClusterDirectory = CephClusterDirectory()) {
         self.repository = repository
         self.settings = settings
         self.hypervisors = hypervisors
+        self.clusters = clusters
     }
 
     public func plan(_ request: InboundRequest) async throws -> [OutgoingMessage] {
@@ -55,6 +60,9 @@ public struct JobPlanner: RequestHandler {
     private func planBackup(_ request: BackupRequest, job: JobReference) async throws -> [OutgoingMessage] {
         if case .libvirt(let host, let domain, let disks)? = request.source {
             return try await planLibvirtBackup(request, job: job, hypervisor: host, domain: domain, disks: disks)
+        }
+        if case .rbd(let cluster, let disks)? = request.source {
+            return try await planRBDBackup(request, job: job, cluster: cluster, disks: disks)
         }
         guard case .files(let disks)? = request.source else {
             let kind = request.source.map { "the \($0.kind.rawValue) strategy" } ?? "resolving the instance through OpenStack"
@@ -107,6 +115,9 @@ public struct JobPlanner: RequestHandler {
     private func planRestore(_ request: RestoreRequest, job: JobReference) async throws -> [OutgoingMessage] {
         if case .libvirt(let host, let name, let storage, let start) = request.target {
             return try await planLibvirtRestore(request, job: job, hypervisor: host, name: name, storageDirectory: storage, start: start)
+        }
+        if case .rbd(let cluster, let pool, let prefix, let overwrite) = request.target {
+            return try await planRBDRestore(request, job: job, cluster: cluster, pool: pool, prefix: prefix, overwrite: overwrite)
         }
         guard case .files(let directory, let format) = request.target else {
             throw RequestRefused("restoring to \(request.target.kind.rawValue) is not available yet: this worker restores to files")
@@ -209,6 +220,80 @@ extension JobPlanner {
                                libvirt: LibvirtRestoreTarget(hypervisor: hypervisor, domain: domain, files: files, formats: formats, start: start),
                                diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId, details: ["hypervisor": hypervisor, "domain": domain]))]
+            + plan.tasks(job).map { .task($0) }
+    }
+}
+
+extension JobPlanner {
+    /// An RBD backup starts with its snapshot task; the cluster is only touched there (with
+    /// retries), so planning never waits on Ceph. A worker without the cluster configured
+    /// refuses the request at once.
+    func planRBDBackup(_ request: BackupRequest, job: JobReference, cluster: String, disks: [RBDDisk]) async throws -> [OutgoingMessage] {
+        do {
+            _ = try clusters.entry(cluster)
+        } catch {
+            throw RequestRefused(error.description)
+        }
+        let backupId = job.jobId
+        let repository = self.repository
+        if try await runBlocking({ try repository.isCommitted(backupId) }) {
+            return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
+                    .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
+        }
+        let order = RBDSnapshotOrder(backupId: backupId, cluster: cluster, disks: disks, mode: request.mode, plannedAt: Date().timeIntervalSince1970)
+        return [.result(JobResult(job: job, status: .accepted, backupId: backupId,
+                                  details: ["cluster": cluster, "images": disks.map { "\($0.pool)/\($0.image)" }.joined(separator: ", ")])),
+                .task(TaskEvent(taskId: "\(job.jobId).snapshot", job: job, kind: .snapshot, parameters: TaskEvent.parameters(order)))]
+    }
+
+    /// A restore into RBD images: each disk becomes `<prefix><image>` in `pool` (the image it
+    /// was backed up from, or the disk's name). New images must not exist yet; with
+    /// `overwrite`, an existing one is written over (and one that is missing is created).
+    func planRBDRestore(_ request: RestoreRequest, job: JobReference, cluster: String, pool: String, prefix: String?,
+                        overwrite: Bool) async throws -> [OutgoingMessage] {
+        do {
+            _ = try clusters.entry(cluster)
+        } catch {
+            throw RequestRefused(error.description)
+        }
+        let repository = self.repository
+        let manifest: BackupManifest
+        do {
+            manifest = try await runBlocking { try repository.manifest(request.backupId) }
+        } catch {
+            throw RequestRefused("backup \(request.backupId) does not exist in this repository")
+        }
+        let source = (try? JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata))?.rbd
+        let names = manifest.disks.map(\.name)
+        let disks = request.disks ?? names
+        if let unknown = disks.first(where: { !names.contains($0) }) {
+            throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
+        }
+        let stem = prefix ?? (overwrite ? "" : "\(request.backupId)-")
+        let images = Dictionary(uniqueKeysWithValues: disks.map { ($0, stem + (source?.images[$0]?.image ?? $0)) })
+        let strategy = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: settings.rangeBytes, logger: Logger(label: "lifeboat.planner"))
+        if !overwrite {
+            let existing: [String]
+            do {
+                existing = try await runBlocking {
+                    let target = try strategy.connect(cluster).pool(pool)
+                    return try images.values.sorted().filter { try target.imageExists($0) }
+                }
+            } catch let failure as PermanentFailure {
+                throw RequestRefused(failure.description)
+            } catch {
+                throw RequestRefused("cluster \(cluster), pool \(pool): \(error)")
+            }
+            if !existing.isEmpty {
+                throw RequestRefused("\(existing.map { "\(pool)/\($0)" }.joined(separator: ", ")) already exists: restore with another imagePrefix, "
+                                     + "or set overwrite to write over it")
+            }
+        }
+        let plan = RestorePlan(backupId: request.backupId, disks: disks,
+                               rbd: RBDRestoreTarget(cluster: cluster, pool: pool, images: images, overwrite: overwrite),
+                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
+        return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId,
+                                  details: ["cluster": cluster, "images": images.values.sorted().map { "\(pool)/\($0)" }.joined(separator: ", ")]))]
             + plan.tasks(job).map { .task($0) }
     }
 }

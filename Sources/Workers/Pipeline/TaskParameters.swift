@@ -14,6 +14,9 @@ struct BackupPlan: Codable, Sendable, Equatable {
         var chain: ImageChain? = nil
         /// True: read only the top layer (the overlay kept since the parent backup).
         var changesOnly: Bool? = nil
+        /// When set, only these ranges (by offset) are transferred: the rest did not change
+        /// since the parent backup, whose chunks the commit inherits there.
+        var changedRanges: [UInt64]? = nil
     }
 
     var backupId: String
@@ -26,6 +29,8 @@ struct BackupPlan: Codable, Sendable, Equatable {
     var plannedAt: Double
     /// Set when the disks are files on a hypervisor (the libvirt strategy).
     var libvirt: LibvirtSource? = nil
+    /// Set when the disks are RBD images (the Ceph strategy).
+    var rbd: RBDSource? = nil
 }
 
 extension BackupPlan {
@@ -37,7 +42,8 @@ extension BackupPlan {
 
     static func ranges(_ disks: [Disk], step: UInt64) -> [(disk: String, range: ByteRange)] {
         disks.flatMap { disk in
-            stride(from: UInt64(0), to: disk.size, by: Int(step)).map { (disk.name, ByteRange(offset: $0, length: min(step, disk.size - $0))) }
+            (disk.changedRanges ?? Array(stride(from: UInt64(0), to: disk.size, by: Int(step))))
+                .map { (disk.name, ByteRange(offset: $0, length: min(step, disk.size - $0))) }
         }
     }
 
@@ -98,14 +104,67 @@ struct LibvirtRollbackOrder: Codable, Sendable, Equatable {
     var overlays: [String]
 }
 
+/// What an RBD backup saved about its source: the cluster, and per disk the image and the
+/// snapshot this backup took (kept until the next backup, whose incremental starts from it).
+struct RBDSource: Codable, Sendable, Equatable {
+    struct Image: Codable, Sendable, Equatable {
+        var pool: String
+        var image: String
+        /// `lifeboat-<backup>`: this backup's snapshot.
+        var snapshot: String
+        /// The parent backup's snapshot the changes are read since; nil for a full.
+        var since: String? = nil
+    }
+
+    var cluster: String
+    var fsid: String
+    var images: [String: Image]
+
+    static func snapshotName(_ backup: String) -> String { "lifeboat-\(backup)" }
+
+    /// The backup a snapshot was taken for, if it is one of Lifeboat's.
+    static func snapshotBackup(_ snapshot: String) -> String? {
+        guard snapshot.hasPrefix("lifeboat-") else { return nil }
+        let backup = String(snapshot.dropFirst("lifeboat-".count))
+        return backup.isEmpty ? nil : backup
+    }
+}
+
+/// The RBD snapshot task's order: what the planner knows before the cluster is touched.
+struct RBDSnapshotOrder: Codable, Sendable, Equatable {
+    var backupId: String
+    var cluster: String
+    var disks: [RBDDisk]
+    var mode: BackupMode
+    var plannedAt: Double
+}
+
+/// Undo a failed or cancelled RBD backup: remove the snapshots it took.
+struct RBDRollbackOrder: Codable, Sendable, Equatable {
+    var backupId: String
+    var cluster: String
+    /// "pool/image" of every disk.
+    var images: [String]
+}
+
+/// A restore into RBD images: per disk the image to create (or, on request, overwrite).
+struct RBDRestoreTarget: Codable, Sendable, Equatable {
+    var cluster: String
+    var pool: String
+    var images: [String: String]
+    var overwrite: Bool
+}
+
 struct RestorePlan: Codable, Sendable, Equatable {
     var backupId: String
     /// Restores to files in this directory on the worker's host (`<disk>.img` raw, `<disk>.qcow2`)...
     var directory: String? = nil
     var disks: [String]
     var format: DiskFormat? = nil
-    /// ...or onto a hypervisor.
+    /// ...or onto a hypervisor...
     var libvirt: LibvirtRestoreTarget? = nil
+    /// ...or into RBD images.
+    var rbd: RBDRestoreTarget? = nil
     /// Per disk: its size, written in ranges of `rangeBytes` by one restore task each.
     var diskSizes: [String: UInt64]
     var rangeBytes: UInt64
@@ -144,6 +203,8 @@ struct BackupMetadata: Codable, Sendable, Equatable {
     var disks: [String]
     /// The domain XML, disk map and hypervisor identity, for backups taken from libvirt.
     var libvirt: LibvirtSource? = nil
+    /// The cluster, images and kept snapshots, for backups taken from RBD.
+    var rbd: RBDSource? = nil
 }
 
 extension TaskEvent {

@@ -1,4 +1,5 @@
 import AMQP
+import Ceph
 import Events
 import Foundation
 import Libvirt
@@ -24,6 +25,7 @@ public final class TaskRunner: Sendable {
     private let settler: DeliverySettler
     private let repository: Repository
     private let libvirt: LibvirtStrategy
+    private let rbd: RBDStrategy
     private let limiter: SourceLimiter
     private let maxAttempts: Int
     private let logger: Logger
@@ -32,12 +34,13 @@ public final class TaskRunner: Sendable {
     public var currentCounts: Counts { counts.withLock { $0 } }
 
     public init(consumer: AMQPConsumer, publisher: LifeboatPublisher, repository: Repository, hypervisors: HypervisorDirectory,
-                rangeBytes: UInt64, sourceConcurrency: Int, maxAttempts: Int, logger: Logger) {
+                clusters: CephClusterDirectory = CephClusterDirectory(), rangeBytes: UInt64, sourceConcurrency: Int, maxAttempts: Int, logger: Logger) {
         self.limiter = SourceLimiter(limit: sourceConcurrency)
         self.consumer = consumer
         self.settler = DeliverySettler(publisher: publisher, logger: logger)
         self.repository = repository
         self.libvirt = LibvirtStrategy(repository: repository, hypervisors: hypervisors, rangeBytes: rangeBytes, logger: logger)
+        self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
         self.maxAttempts = max(1, maxAttempts)
         self.logger = logger
     }
@@ -73,8 +76,8 @@ public final class TaskRunner: Sendable {
         } catch is JobAbandoned {
             logger.info("task of an abandoned job dropped", metadata: ["task": "\(task.taskId)"])
             WorkerMetrics.task(task.kind.rawValue, outcome: "abandoned")
-            // A cancelled libvirt backup still has its snapshot: merge it back.
-            await settler.settle(delivery, publishing: LibvirtStrategy.rollbackTask(for: task).map { [.task($0)] } ?? [])
+            // A cancelled backup still has its snapshot: merge it back, or remove it.
+            await settler.settle(delivery, publishing: Self.rollbackTask(for: task).map { [.task($0)] } ?? [])
         } catch {
             await failed(task, attempt: attempt, error: error, delivery: delivery)
         }
@@ -82,10 +85,13 @@ public final class TaskRunner: Sendable {
 
     private func execute(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         switch task.kind {
+        case .snapshot where (try? task.parameters(as: RBDSnapshotOrder.self)) != nil: return try await rbd.snapshot(task)
         case .snapshot: return try await libvirt.snapshot(task)
         case .transfer: return try await transfer(task)
         case .finalize: return try await finalize(task)
         case .cleanup where (try? task.parameters(as: LibvirtRollbackOrder.self)) != nil: return try await libvirt.rollback(task)
+        case .cleanup where (try? task.parameters(as: RBDRollbackOrder.self)) != nil: return try await rbd.rollback(task)
+        case .cleanup where (try? task.parameters(as: BackupPlan.self))?.rbd != nil: return try await rbd.cleanup(task)
         case .cleanup: return try await libvirt.cleanup(task)
         case .restore: return try await restore(task)
         case .restoreFinalize: return try await restoreFinalize(task)
@@ -100,14 +106,16 @@ public final class TaskRunner: Sendable {
         guard let diskName = task.disk, let range = task.range, let disk = plan.disks.first(where: { $0.name == diskName }) else {
             throw TaskFailure("transfer task \(task.taskId) names no disk or range")
         }
-        let repository = self.repository, libvirt = self.libvirt
-        let sourceHost = plan.libvirt.map { "libvirt:\($0.hypervisor)" } ?? "files"
+        let repository = self.repository, libvirt = self.libvirt, rbd = self.rbd
+        let sourceHost = plan.libvirt.map { "libvirt:\($0.hypervisor)" } ?? plan.rbd.map { "ceph:\($0.cluster)" } ?? "files"
         let staged = try await limiter.withSlot(sourceHost) { try await runBlocking { () -> [StagedRange] in
             // Another task's failure or a cancel abandoned the job: do not touch the source.
             guard try repository.isBegun(plan.backupId) else { throw JobAbandoned() }
             do {
                 if let source = plan.libvirt {
                     try libvirt.transfer(plan, source: source, disk: disk, range: range)
+                } else if let source = plan.rbd {
+                    try rbd.transfer(plan, source: source, disk: disk, range: range)
                 } else if let chain = disk.chain {
                     // A qcow2 image on this host: its guest view, read as over SSH but locally.
                     try repository.backupRange(streaming: RemoteImageSource(shell: LocalShell(), host: "local", chain: chain, selection: .allData),
@@ -144,7 +152,8 @@ public final class TaskRunner: Sendable {
     private func finalize(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: BackupPlan.self)
         let metadata = try JSONEncoder().encode(BackupMetadata(project: task.job.project, instance: task.job.instance ?? "_",
-                                                               jobId: task.job.jobId, disks: plan.disks.map(\.name), libvirt: plan.libvirt))
+                                                               jobId: task.job.jobId, disks: plan.disks.map(\.name), libvirt: plan.libvirt,
+                                                               rbd: plan.rbd))
         let repository = self.repository
         let manifest = try await runBlocking { () -> BackupManifest in
             if try repository.isCommitted(plan.backupId) { return try repository.manifest(plan.backupId) }  // a redelivered finalize
@@ -155,8 +164,8 @@ public final class TaskRunner: Sendable {
                 throw JobAbandoned()
             }
         }
-        if plan.libvirt != nil {
-            // Visible now; the job succeeds once the previous overlay is merged.
+        if plan.libvirt != nil || plan.rbd != nil {
+            // Visible now; the job succeeds once the previous overlay is merged (or snapshot removed).
             return [.task(TaskEvent(taskId: "\(task.job.jobId).cleanup", job: task.job, kind: .cleanup, parameters: task.parameters))]
         }
         let stored = manifest.disks.reduce(UInt64(0)) { $0 + $1.newStoredBytes }
@@ -169,6 +178,7 @@ public final class TaskRunner: Sendable {
         let plan = try task.parameters(as: RestorePlan.self)
         guard let disk = task.disk, let range = task.range else { throw PermanentFailure("restore task \(task.taskId) names no disk or range") }
         if let target = plan.libvirt { return try await libvirt.restore(task, plan: plan, target: target, disk: disk, range: range) }
+        if let target = plan.rbd { return try await rbd.restore(task, plan: plan, target: target, disk: disk, range: range) }
         guard let directory = plan.directory else { throw PermanentFailure("restore task \(task.taskId) has no target") }
         return try await FileRestore(repository: repository).restore(task, plan: plan, directory: directory, disk: disk, range: range)
     }
@@ -176,6 +186,7 @@ public final class TaskRunner: Sendable {
     private func restoreFinalize(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: RestorePlan.self)
         if let target = plan.libvirt { return try await libvirt.restoreFinalize(task, plan: plan, target: target) }
+        if let target = plan.rbd { return try await rbd.restoreFinalize(task, plan: plan, target: target) }
         guard let directory = plan.directory else { throw PermanentFailure("restore-finalize task \(task.taskId) has no target") }
         return try await FileRestore(repository: repository).finalize(task, plan: plan, directory: directory)
     }
@@ -202,11 +213,12 @@ public final class TaskRunner: Sendable {
         var messages: [OutgoingMessage] = []
         if [.snapshot, .transfer, .finalize].contains(task.kind) {
             let backupId = (try? task.parameters(as: BackupPlan.self))?.backupId ?? (try? task.parameters(as: LibvirtSnapshotOrder.self))?.backupId
+                ?? (try? task.parameters(as: RBDSnapshotOrder.self))?.backupId
             if let backupId {
                 let repository = self.repository
                 _ = try? await runBlocking { try repository.abandonBackup(backupId) }
             }
-            if let rollback = LibvirtStrategy.rollbackTask(for: task) { messages.append(.task(rollback)) }
+            if let rollback = Self.rollbackTask(for: task) { messages.append(.task(rollback)) }
         }
         let result = JobResult(job: task.job, status: .failed, reason: "\(task.kind.rawValue) failed after \(attempt) attempts: \(reason)",
                                task: summary)
@@ -214,5 +226,10 @@ public final class TaskRunner: Sendable {
             counts.withLock { $0.failed += 1 }
             WorkerMetrics.task(task.kind.rawValue, outcome: "failed")
         }
+    }
+
+    /// The task that undoes a failed or cancelled backup's snapshot, for the strategies that take one.
+    static func rollbackTask(for task: TaskEvent) -> TaskEvent? {
+        LibvirtStrategy.rollbackTask(for: task) ?? RBDStrategy.rollbackTask(for: task)
     }
 }

@@ -1,4 +1,5 @@
 import AMQP
+import Ceph
 import Libvirt
 import Logging
 import Publisher
@@ -25,19 +26,20 @@ public final class Worker: Sendable {
             try Repository.open(path: $0, passphrase: configuration.repositoryPassphrase)
         }
         let hypervisors = try configuration.hypervisorsFile.map { try HypervisorDirectory(contentsOf: $0) } ?? HypervisorDirectory()
+        let clusters = try configuration.cephClustersFile.map { try CephClusterDirectory(contentsOf: $0) } ?? CephClusterDirectory()
         publisher = LifeboatPublisher(settings: configuration.amqp, topology: topology, logger: logger)
         let intakeConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology,
                                           queues: [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications],
                                           prefetch: configuration.prefetch, name: "lifeboat-intake", logger: logger)
         let requests: any RequestHandler = repository.map {
             JobPlanner(repository: $0, settings: .init(rangeBytes: configuration.rangeBytes, fileSourceRoots: configuration.fileSourceRoots,
-                                                        restoreRoots: configuration.restoreRoots), hypervisors: hypervisors)
+                                                        restoreRoots: configuration.restoreRoots), hypervisors: hypervisors, clusters: clusters)
         } ?? AcceptOnlyRequestHandler()
         intake = Intake(consumer: intakeConsumer, publisher: publisher, requests: requests, notifications: notifications, logger: logger)
         if let repository {
             let taskConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology, queues: [LifeboatTopology.Queue.tasks],
                                             prefetch: configuration.taskConcurrency, name: "lifeboat-tasks", logger: logger)
-            taskRunner = TaskRunner(consumer: taskConsumer, publisher: publisher, repository: repository, hypervisors: hypervisors,
+            taskRunner = TaskRunner(consumer: taskConsumer, publisher: publisher, repository: repository, hypervisors: hypervisors, clusters: clusters,
                                     rangeBytes: configuration.rangeBytes, sourceConcurrency: configuration.sourceConcurrency,
                                     maxAttempts: configuration.taskAttempts, logger: logger)
             consumers = [intakeConsumer, taskConsumer]

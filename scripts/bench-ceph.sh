@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Benchmark of the Ceph strategy against a real single-node Ceph (scripts/ceph.sh: one mon,
+# one bluestore OSD on a sparse file, a mgr), a real RabbitMQ and one `lifeboat worker`:
+#  1. a 4 GiB RBD image holding 2 GiB of random data (64 MiB runs between 64 MiB holes);
+#     `rbd export` of a snapshot to /dev/null (the limit: it neither hashes nor compresses),
+#     Benji 0.17's full backup of the same snapshot, and Lifeboat's full backup (its own
+#     snapshot, aio reads of the allocated extents, zstd, into a fresh repository);
+#  2. 1 % of the image rewritten (10 runs of 4 MiB at unaligned offsets); Benji's differential
+#     backup (rbd diff hints) and Lifeboat's incremental;
+#  3. restore of the full into a new image next to `rbd import` of the same 4 GiB raw file;
+#  4. a 1 TiB image with 64 MiB written: a full, then an incremental with nothing changed;
+#  5. the worker's peak RSS.
+# Last line: one JSON object with the figures and
+# "ratios": {"vs_rbd_export": X, "vs_benji": Y, "restore_vs_rbd_import": Z}.
+set -euo pipefail
+export LIFEBOAT_RUN_DIR="${LIFEBOAT_RUN_DIR:-/tmp/lifeboat-bench-ceph}"
+source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/benji.sh"
+cd "$LIFEBOAT_ROOT"
+export LIFEBOAT_BROKER_PORT="${LIFEBOAT_BROKER_PORT:-5683}" LIFEBOAT_BROKER_TLS_PORT="${LIFEBOAT_BROKER_TLS_PORT:-5682}"
+export LIFEBOAT_CEPH_PORT="${LIFEBOAT_CEPH_PORT:-3460}"
+build_release_lifeboat
+benji_install
+
+scripts/broker.sh reset >/dev/null
+scripts/ceph.sh reset >/dev/null
+WORKER=""
+cleanup() {
+    [ -z "$WORKER" ] || { kill -TERM "$WORKER" 2>/dev/null || true; wait "$WORKER" 2>/dev/null || true; }
+    scripts/ceph.sh stop >/dev/null || true
+    scripts/broker.sh stop >/dev/null
+    rm -rf "$LIFEBOAT_RUN_DIR/repository" "$LIFEBOAT_RUN_DIR/benji" "$LIFEBOAT_RUN_DIR/import.raw" "$LIFEBOAT_RUN_DIR/ceph"
+}
+trap cleanup EXIT
+eval "$(scripts/ceph.sh env)"
+CONF=$LIFEBOAT_TEST_CEPH_CONF ADMIN=$LIFEBOAT_TEST_CEPH_ADMIN_KEYRING
+RBD=(rbd -c "$CONF" --id admin --keyring "$ADMIN")
+edit() { /usr/bin/python3 scripts/lib/rbd-edit.py "$CONF" admin "$ADMIN" volumes "$@"; }
+
+export LIFEBOAT_AMQP_URL="amqp://guest:guest@127.0.0.1:$LIFEBOAT_BROKER_PORT/"
+export LIFEBOAT_REPOSITORY="$LIFEBOAT_RUN_DIR/repository" LIFEBOAT_LOG_LEVEL="${BENCH_LOG_LEVEL:-warning}"
+TRANSFERS="${BENCH_TRANSFERS:-2}" RANGE_MIB="${BENCH_RANGE_MIB:-512}"
+export LIFEBOAT_RANGE_MIB=$RANGE_MIB LIFEBOAT_TASK_CONCURRENCY=$TRANSFERS LIFEBOAT_SOURCE_CONCURRENCY=$TRANSFERS
+export LIFEBOAT_CEPH_CLUSTERS="$LIFEBOAT_RUN_DIR/ceph-clusters.json"
+cat >"$LIFEBOAT_CEPH_CLUSTERS" <<EOF
+{"clusters": [{"name": "bench", "conf": "$CONF", "user": "lifeboat", "keyring": "$LIFEBOAT_TEST_CEPH_KEYRING"}]}
+EOF
+
+now() { date +%s.%N; }
+seconds() { python3 -c "print(round($2 - $1, 3))"; }
+
+log "a 4 GiB image: 2 GiB of random data in 64 MiB runs, 2 GiB of holes"
+ops=(create:4G)
+for i in $(seq 0 31); do ops+=("random:$((i * 128))M:64M:$i"); done
+edit bench "${ops[@]}" snap:s0
+
+log "1. full: rbd export to /dev/null, Benji 0.17, Lifeboat"
+"${RBD[@]}" export --no-progress volumes/bench@s0 - >/dev/null  # the OSD's caches warmed for everyone
+t0=$(now); "${RBD[@]}" export --no-progress volumes/bench@s0 - >/dev/null; t1=$(now)
+export_s=$(seconds "$t0" "$t1")
+benji_configure "$LIFEBOAT_RUN_DIR/benji" "$CONF" lifeboat "$LIFEBOAT_TEST_CEPH_KEYRING" >/dev/null
+sync
+t0=$(now); benji_backup_full volumes bench s0 bench >/dev/null; t1=$(now)
+benji_full_s=$(seconds "$t0" "$t1")
+echo "rbd export: $export_s s, Benji full: $benji_full_s s"
+
+rm -rf "$LIFEBOAT_REPOSITORY"
+"$LIFEBOAT" repo init --repo "$LIFEBOAT_REPOSITORY" >/dev/null
+"$LIFEBOAT" worker >>"$LIFEBOAT_RUN_DIR/worker.log" 2>&1 &
+WORKER=$!
+sleep 1
+# timed_backup ID MODE IMAGE: runs the backup to its end, prints its seconds.
+timed_backup() {
+    local t0 t1
+    sync
+    t0=$(now)
+    "$LIFEBOAT" backup --project bench --instance "$3" --mode "$2" --request-id "$1" --rbd "vda=bench:volumes/$3" \
+        --follow --json --timeout 3600 >"$LIFEBOAT_RUN_DIR/$1.results"
+    t1=$(now)
+    grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/$1.results" || die "backup $1 did not succeed: $(tail -n 2 "$LIFEBOAT_RUN_DIR/$1.results")"
+    seconds "$t0" "$t1"
+}
+full_s=$(timed_backup bench-full full bench)
+echo "Lifeboat full: $full_s s"
+
+log "2. 1 % rewritten (10 x 4 MiB, unaligned): Benji differential, Lifeboat incremental"
+ops=()
+for i in $(seq 0 9); do ops+=("random:$((i * 400 + 1))M:4M:$((100 + i))"); done
+edit bench "${ops[@]}" snap:s1
+sync
+t0=$(now); benji_backup_diff volumes bench s1 s0 >/dev/null; t1=$(now)
+benji_diff_s=$(seconds "$t0" "$t1")
+incr_s=$(timed_backup bench-incr incremental bench)
+grep -q '"parent":"bench-full"' "$LIFEBOAT_RUN_DIR/bench-incr.results" || die "the incremental fell back to a full"
+echo "Benji differential: $benji_diff_s s, Lifeboat incremental: $incr_s s"
+
+log "3. restore into a new image, next to rbd import of the same raw file"
+"${RBD[@]}" export --no-progress volumes/bench@lifeboat-bench-full "$LIFEBOAT_RUN_DIR/import.raw"
+expected=$(sha256sum <"$LIFEBOAT_RUN_DIR/import.raw" | cut -d' ' -f1)
+cat "$LIFEBOAT_RUN_DIR/import.raw" >/dev/null  # from the page cache, like the repository's chunks
+sync
+t0=$(now); "${RBD[@]}" import --no-progress "$LIFEBOAT_RUN_DIR/import.raw" volumes/imported; t1=$(now)
+import_s=$(seconds "$t0" "$t1")
+rm -f "$LIFEBOAT_RUN_DIR/import.raw"
+sync
+t0=$(now)
+"$LIFEBOAT" restore --project bench --backup bench-full --user bench --to-rbd bench:volumes --image-prefix restored- \
+    --follow --json --timeout 3600 >"$LIFEBOAT_RUN_DIR/restore.results"
+t1=$(now)
+grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/restore.results" || die "the restore did not succeed"
+restore_s=$(seconds "$t0" "$t1")
+[ "$("${RBD[@]}" export --no-progress volumes/restored-bench - | sha256sum | cut -d' ' -f1)" = "$expected" ] ||
+    die "the restored image differs from the backed-up snapshot"
+echo "rbd import: $import_s s, Lifeboat restore: $restore_s s"
+
+log "4. a 1 TiB image with 64 MiB written: full, then an incremental with nothing changed"
+edit huge create:1T random:100G:64M:7
+huge_full_s=$(timed_backup huge-full full huge)
+huge_incr_s=$(timed_backup huge-incr incremental huge)
+grep -q '"parent":"huge-full"' "$LIFEBOAT_RUN_DIR/huge-incr.results" || die "the 1 TiB incremental fell back to a full"
+echo "1 TiB: full $huge_full_s s, unchanged incremental $huge_incr_s s"
+rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$WORKER/status")
+
+python3 - "$export_s" "$benji_full_s" "$full_s" "$benji_diff_s" "$incr_s" "$import_s" "$restore_s" "$huge_full_s" "$huge_incr_s" \
+    "$rss_kib" "$RANGE_MIB" "$TRANSFERS" <<'PY'
+import json, sys
+export_s, benji_full_s, full_s, benji_diff_s, incr_s, import_s, restore_s, huge_full_s, huge_incr_s = map(float, sys.argv[1:10])
+rss_kib, range_mib, transfers = map(int, sys.argv[10:13])
+size = 4 << 30
+print(f"rbd export {size / export_s / 1e6:.0f} MB/s, Benji {size / benji_full_s / 1e6:.0f} MB/s, "
+      f"Lifeboat full {size / full_s / 1e6:.0f} MB/s of image, restore {size / restore_s / 1e6:.0f} MB/s")
+print(json.dumps({"benchmark": "ceph", "image_gib": 4, "data_gib": 2, "ranges_mib": range_mib, "transfers_at_once": transfers,
+                  "rbd_export": {"seconds": export_s}, "benji_full": {"seconds": benji_full_s},
+                  "benji_differential": {"seconds": benji_diff_s},
+                  "full": {"seconds": full_s, "image_mb_per_s": round(size / full_s / 1e6, 1)},
+                  "incremental_1_percent": {"seconds": incr_s},
+                  "rbd_import": {"seconds": import_s}, "restore": {"seconds": restore_s},
+                  "sparse_1_tib": {"full_seconds": huge_full_s, "unchanged_incremental_seconds": huge_incr_s},
+                  "worker_peak_rss_mib": round(rss_kib / 1024, 1),
+                  "ratios": {"vs_rbd_export": round(export_s / full_s, 3), "vs_benji": round(benji_full_s / full_s, 3),
+                             "restore_vs_rbd_import": round(import_s / restore_s, 3),
+                             "incremental_vs_benji_differential": round(benji_diff_s / incr_s, 3)}}))
+PY
