@@ -7,7 +7,7 @@
 #     snapshot, aio reads of the allocated extents, zstd, into a fresh repository);
 #  2. 1 % of the image rewritten (10 runs of 4 MiB at unaligned offsets); Benji's differential
 #     backup (rbd diff hints) and Lifeboat's incremental;
-#  3. restore of the full into a new image next to `rbd import` of the same 4 GiB raw file;
+#  3. restore of the incremental into a new image next to `rbd import` of the same 4 GiB raw file;
 #  4. a 1 TiB image with 64 MiB written: a full, then an incremental with nothing changed;
 #  5. the worker's peak RSS.
 # Last line: one JSON object with the figures and
@@ -80,7 +80,11 @@ timed_backup() {
     grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/$1.results" || die "backup $1 did not succeed: $(tail -n 2 "$LIFEBOAT_RUN_DIR/$1.results")"
     seconds "$t0" "$t1"
 }
+# BENCH_PERF=1: a CPU profile of the worker during the full, in $LIFEBOAT_RUN_DIR/perf.data.
+PERF=""
+[ -z "${BENCH_PERF:-}" ] || { perf record -F 499 -g -p "$WORKER" -o "$LIFEBOAT_RUN_DIR/perf.data" >/dev/null 2>&1 & PERF=$!; sleep 1; }
 full_s=$(timed_backup bench-full full bench)
+[ -z "$PERF" ] || { kill -INT "$PERF"; wait "$PERF" || true; }
 echo "Lifeboat full: $full_s s"
 
 log "2. 1 % rewritten (10 x 4 MiB, unaligned): Benji differential, Lifeboat incremental"
@@ -94,8 +98,9 @@ incr_s=$(timed_backup bench-incr incremental bench)
 grep -q '"parent":"bench-full"' "$LIFEBOAT_RUN_DIR/bench-incr.results" || die "the incremental fell back to a full"
 echo "Benji differential: $benji_diff_s s, Lifeboat incremental: $incr_s s"
 
-log "3. restore into a new image, next to rbd import of the same raw file"
-"${RBD[@]}" export --no-progress volumes/bench@lifeboat-bench-full "$LIFEBOAT_RUN_DIR/import.raw"
+log "3. restore of the incremental into a new image, next to rbd import of the same raw file"
+# The incremental's snapshot is the one Lifeboat keeps (the full's went at its cleanup).
+"${RBD[@]}" export --no-progress volumes/bench@lifeboat-bench-incr "$LIFEBOAT_RUN_DIR/import.raw"
 expected=$(sha256sum <"$LIFEBOAT_RUN_DIR/import.raw" | cut -d' ' -f1)
 cat "$LIFEBOAT_RUN_DIR/import.raw" >/dev/null  # from the page cache, like the repository's chunks
 sync
@@ -104,7 +109,7 @@ import_s=$(seconds "$t0" "$t1")
 rm -f "$LIFEBOAT_RUN_DIR/import.raw"
 sync
 t0=$(now)
-"$LIFEBOAT" restore --project bench --backup bench-full --user bench --to-rbd bench:volumes --image-prefix restored- \
+"$LIFEBOAT" restore --project bench --backup bench-incr --user bench --to-rbd bench:volumes --image-prefix restored- \
     --follow --json --timeout 3600 >"$LIFEBOAT_RUN_DIR/restore.results"
 t1=$(now)
 grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/restore.results" || die "the restore did not succeed"

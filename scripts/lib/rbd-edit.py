@@ -5,7 +5,7 @@ the guest writes a VM would make, at exact offsets.
   rbd-edit.py CONF USER KEYRING POOL IMAGE OP...
 
 OP is one of
-  create:SIZE                   create the image (bytes; K/M/G suffixes)
+  create:SIZE                   create the image (bytes; K/M/G/T suffixes)
   fill:OFFSET:LENGTH:BYTE       write LENGTH bytes of BYTE (0x.. or decimal)
   random:OFFSET:LENGTH:SEED     write LENGTH pseudo-random bytes (reproducible from SEED)
   discard:OFFSET:LENGTH         discard (reads as zeros afterwards)
@@ -19,7 +19,7 @@ import rbd
 
 
 def number(text):
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     if text[-1:].upper() in units:
         return int(text[:-1], 0) * units[text[-1:].upper()]
     return int(text, 0)

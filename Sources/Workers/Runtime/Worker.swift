@@ -35,7 +35,10 @@ public final class Worker: Sendable {
             JobPlanner(repository: $0, settings: .init(rangeBytes: configuration.rangeBytes, fileSourceRoots: configuration.fileSourceRoots,
                                                         restoreRoots: configuration.restoreRoots), hypervisors: hypervisors, clusters: clusters)
         } ?? AcceptOnlyRequestHandler()
-        intake = Intake(consumer: intakeConsumer, publisher: publisher, requests: requests, notifications: notifications, logger: logger)
+        // The operator's protection policies, unless the embedding program brings its own handler.
+        let policies: (any NotificationHandler)? = try configuration.policiesFile.map { try ProtectionPolicies(contentsOf: $0, logger: logger) }
+        intake = Intake(consumer: intakeConsumer, publisher: publisher, requests: requests, notifications: policies ?? notifications,
+                        logger: logger)
         if let repository {
             let taskConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology, queues: [LifeboatTopology.Queue.tasks],
                                             prefetch: configuration.taskConcurrency, name: "lifeboat-tasks", logger: logger)

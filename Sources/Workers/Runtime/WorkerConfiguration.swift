@@ -24,6 +24,7 @@ import Publisher
 /// | `LIFEBOAT_SOURCE_CONCURRENCY` | transfers at once per worker against one source host (hypervisor, cluster) | 2 |
 /// | `LIFEBOAT_HYPERVISORS` | JSON file of the hypervisors the libvirt strategy may reach, with their SSH credentials (see `HypervisorDirectory`) | none |
 /// | `LIFEBOAT_CEPH_CLUSTERS` | JSON file of the Ceph clusters the RBD strategy may reach, with their ceph.conf, user and keyring (see `CephClusterDirectory`) | none |
+/// | `LIFEBOAT_POLICIES` | JSON file of the protection policies that instance notifications are matched against (see `ProtectionPolicies`) | none: notifications are read and ignored |
 /// | `LIFEBOAT_NOTIFICATIONS` | `exchange=key,key;exchange=key`; empty to bind none | `nova=versioned_notifications.info,notifications.info` |
 public struct WorkerConfiguration: Sendable {
     public var amqp: AMQPSettings
@@ -38,12 +39,13 @@ public struct WorkerConfiguration: Sendable {
     public var restoreRoots: [String]
     public var hypervisorsFile: String?
     public var cephClustersFile: String?
+    public var policiesFile: String?
     public var sourceConcurrency: Int
 
     public init(amqp: AMQPSettings, prefetch: UInt16 = 32, notificationSources: [LifeboatTopology.NotificationSource] = [.nova],
                 repositoryPath: String? = nil, repositoryPassphrase: String? = nil, rangeBytes: UInt64 = 256 << 20,
                 taskAttempts: Int = 5, taskConcurrency: UInt16 = 2, fileSourceRoots: [String] = [], restoreRoots: [String] = [], hypervisorsFile: String? = nil,
-                cephClustersFile: String? = nil, sourceConcurrency: Int = 2) {
+                cephClustersFile: String? = nil, policiesFile: String? = nil, sourceConcurrency: Int = 2) {
         self.amqp = amqp
         self.prefetch = prefetch
         self.notificationSources = notificationSources
@@ -56,6 +58,7 @@ public struct WorkerConfiguration: Sendable {
         self.restoreRoots = restoreRoots
         self.hypervisorsFile = hypervisorsFile
         self.cephClustersFile = cephClustersFile
+        self.policiesFile = policiesFile
         self.sourceConcurrency = sourceConcurrency
     }
 
@@ -88,6 +91,7 @@ public struct WorkerConfiguration: Sendable {
             taskConcurrency: UInt16(try number("LIFEBOAT_TASK_CONCURRENCY", 2, 1...256)),
             fileSourceRoots: paths(environment["LIFEBOAT_FILE_SOURCES"]), restoreRoots: paths(environment["LIFEBOAT_RESTORE_DIRECTORIES"]),
             hypervisorsFile: environment["LIFEBOAT_HYPERVISORS"], cephClustersFile: environment["LIFEBOAT_CEPH_CLUSTERS"],
+            policiesFile: environment["LIFEBOAT_POLICIES"],
             sourceConcurrency: try number("LIFEBOAT_SOURCE_CONCURRENCY", 2, 1...256))
     }
 

@@ -161,14 +161,16 @@ struct RBDStrategy: Sendable {
             } catch let error as CephError where error.isNotFound {
                 throw PermanentFailure("snapshot \(image.pool)/\(image.image)@\(image.snapshot) was removed during the backup (\(error))")
             }
+            // Allocated extents for a full, changed ones for an incremental (partly changed chunks
+            // start from the parent's), read with aio reads in flight.
             let reader = try RBDImageSource(image: frozen, since: image.since, readsInFlight: readsInFlight)
             do {
                 try repository.backupRange(streaming: reader, extents: image.since == nil ? .dataElsewhereZero : .changesSinceParent,
                                            backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
+                return reader.bytesRead
             } catch let error as CephError where error.isNotFound {
                 throw PermanentFailure("snapshot \(image.pool)/\(image.image)@\(image.since ?? image.snapshot) was removed during the backup (\(error))")
             }
-            return reader.bytesRead
         }
         WorkerMetrics.sourceBytes(read, strategy: "rbd")
     }
@@ -272,11 +274,17 @@ struct RBDStrategy: Sendable {
                 let size = try repository.diskSize(backup: plan.backupId, disk: disk)
                 let image = try openForRestore(pool, Self.workingImage(target, disk: disk, job: task.job), size: size)
                 if try image.metadata(Self.markerPrefix + "\(range.offset)") == nil {
-                    try repository.restoreRange(backup: plan.backupId, disk: disk, offset: range.offset, length: range.length,
-                                                zeros: target.overwrite ? { try image.discard(at: $0, length: $1) } : nil) { offset, bytes in
-                        try image.write(at: offset, bytes)
+                    let writer = RBDAsyncWriter(image: image, bufferSize: repository.chunkSize)
+                    do {
+                        try repository.restoreRange(backup: plan.backupId, disk: disk, offset: range.offset, length: range.length,
+                                                    zeros: target.overwrite ? { try image.discard(at: $0, length: $1) } : nil) { offset, bytes in
+                            try writer.write(at: offset, bytes)
+                        }
+                    } catch {
+                        try? writer.finish()  // no write may outlive its buffers
+                        throw error
                     }
-                    try image.flush()
+                    try writer.finish()
                     try image.setMetadata(Self.markerPrefix + "\(range.offset)", "done")
                 }
                 return try plan.disks.allSatisfy { disk in

@@ -1,0 +1,75 @@
+import Events
+import Foundation
+import Publisher
+@testable import Workers
+import XCTest
+
+/// The OpenStack `scripts/openstack.sh` runs: real Keystone, Nova (nova-compute inside a
+/// hypervisor stand-in), Glance, Cinder, Neutron, publishing their notifications on the
+/// tests' broker. The tests drive it with the `openstack` CLI as its users would.
+enum TestOpenStack {
+    static let environment = ProcessInfo.processInfo.environment
+
+    static func require() throws {
+        guard environment["LIFEBOAT_TEST_OPENSTACK"] != nil else {
+            let message = "needs OpenStack: run through scripts/test.sh, which starts it with scripts/openstack.sh"
+            if environment["LIFEBOAT_STRICT_TESTS"] != nil { throw TestEnvironmentMissing(message) }
+            throw XCTSkip(message)
+        }
+    }
+
+    /// `openstack --os-cloud CLOUD ARGS -f json`, decoded.
+    static func cli(_ cloud: String, _ arguments: [String]) async throws -> Any {
+        var output = Data()
+        let status = try await runProcess("/usr/bin/openstack", ["--os-cloud", cloud] + arguments + ["-f", "json"], output: &output)
+        guard status == 0 else { throw TestEnvironmentMissing("openstack \(arguments.joined(separator: " ")) exited \(status)") }
+        return try JSONSerialization.jsonObject(with: output)
+    }
+
+    /// A server booted from the blank image with no network (microversion 2.37), ACTIVE; its id.
+    static func createServer(_ name: String, cloud: String = "lifeboat-admin", properties: [String: String] = [:]) async throws -> String {
+        let arguments = ["--os-compute-api-version", "2.37", "server", "create", "--flavor", environment["LIFEBOAT_TEST_OS_FLAVOR"] ?? "m1.tiny",
+                         "--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--nic", "none", "--wait"]
+            + properties.sorted { $0.key < $1.key }.flatMap { ["--property", "\($0.key)=\($0.value)"] } + [name]
+        guard let server = try await cli(cloud, arguments) as? [String: Any], let id = server["id"] as? String else {
+            throw TestEnvironmentMissing("server create printed no id")
+        }
+        return id
+    }
+
+    static func deleteServer(_ id: String, cloud: String = "lifeboat-admin") async {
+        _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", cloud, "server", "delete", "--wait", id])
+    }
+}
+
+/// Notification-driven protection against real Nova: a server created with the policy's
+/// metadata gets its first backup requested by Lifeboat itself; one without is left alone.
+final class ProtectionPolicyTests: XCTestCase {
+    func testACreatedServerWithThePolicyMetadataGetsItsFirstBackupRequested() async throws {
+        try TestOpenStack.require()
+        try await LifeboatQueues.reset()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-policy-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let policies = directory.appendingPathComponent("policies.json")
+        try Data(#"{"policies": [{"name": "gold", "metadataKey": "lifeboat-policy", "metadataValue": "gold", "mode": "incremental"}]}"#.utf8)
+            .write(to: policies)
+        // No repository: the worker accepts the requests it is sent and plans nothing, which is
+        // all this test looks at (what the policy asks for, not the backup itself).
+        let worker = try RunningWorker(policies: policies.path)
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let plain = try await TestOpenStack.createServer("lb-plain-\(suffix)")
+        let protected = try await TestOpenStack.createServer("lb-gold-\(suffix)", properties: ["lifeboat-policy": "gold"])
+        defer { Task { await TestOpenStack.deleteServer(plain); await TestOpenStack.deleteServer(protected) } }
+
+        let results = try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: 120) { deliveries in
+            deliveries.contains { (try? MessageCodec.decode(JobResult.self, from: $0.body))?.job?.jobId == "gold-\(protected)-first" }
+        })
+        await worker.stop()
+        let accepted = results.first { $0.job?.jobId == "gold-\(protected)-first" }
+        XCTAssertEqual(accepted?.status, .accepted, "\(results)")
+        XCTAssertEqual(accepted?.job?.instance, protected)
+        XCTAssertEqual(accepted?.job?.operation, .backup)
+        XCTAssertFalse(results.contains { $0.job?.instance == plain }, "a server without the policy's metadata is left alone")
+    }
+}
