@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Lifeboat's tests against real peers: installs what they need (Debian packages),
 # starts the project's own RabbitMQ on loopback, an sshd on loopback, two hypervisors
-# (libvirtd + QEMU + sshd, each in a network namespace) and a single-node Ceph (mon, OSD, mgr),
-# runs `swift test`, stops them all.
+# (libvirtd + QEMU + sshd, each in a network namespace), a single-node Ceph (mon, OSD, mgr) and
+# a real OpenStack (Keystone, Glance, Placement, Nova with nova-compute in hypervisor 2, Cinder on
+# the Ceph, Neutron's API), runs `swift test`, stops them all.
 #
 #   scripts/test.sh [extra swift test arguments, e.g. --filter AMQPTests]
 set -euo pipefail
@@ -25,9 +26,12 @@ fi
 
 /usr/bin/python3 scripts/lib/check_compose.py || die "compose/compose.yaml is out of date"
 
+# An OpenStack left running by an earlier run lives on the broker and hypervisor 2: it goes first.
+scripts/openstack.sh stop >/dev/null 2>&1 || true
 # A broker with no data from earlier runs: queues are declared exactly as this checkout says.
 scripts/broker.sh reset
 stop_peers() {
+    scripts/openstack.sh stop || true
     scripts/broker.sh stop
     scripts/sshd.sh stop || true
     scripts/hypervisor.sh stop all || true
@@ -44,6 +48,10 @@ eval "$(scripts/hypervisor.sh env)"
 # A fresh Ceph: no images or snapshots left from earlier runs.
 scripts/ceph.sh reset
 eval "$(scripts/ceph.sh env)"
+# A fresh cloud (no servers, volumes or images from earlier runs) on that broker, Ceph and host 2.
+scripts/openstack.sh reset
+scripts/openstack.sh start
+eval "$(scripts/openstack.sh env)"
 # A peer or tool the tests need that is missing is a failure here, not a skip.
 export LIFEBOAT_STRICT_TESTS=1
 
