@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "BindingsTests", dependencies: ["SSH", "Ceph", "OpenStack", "Compression", "AMQP"]),
         .testTarget(name: "MessagingTests", dependencies: [
-            "AMQP", "Publisher", "Events", "Workers", "Repository", "OpenStack", .product(name: "Crypto", package: "swift-crypto"),
+            "AMQP", "Publisher", "Events", "Workers", "Repository", "Libvirt", "OpenStack", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
         // Against the project's own single-node Ceph (scripts/ceph.sh).

@@ -88,6 +88,15 @@ public final class RBDImage: @unchecked Sendable {
         try check(rbd_snap_remove(image, snapshot), "removing snapshot \(pool.name)/\(name)@\(snapshot)")
     }
 
+    /// Removes `snapshot` if it exists; whether it did.
+    @discardableResult
+    public func removeSnapshotIfPresent(_ snapshot: String) throws(CephError) -> Bool {
+        let result = rbd_snap_remove(image, snapshot)
+        if result == -ENOENT { return false }
+        try check(result, "removing snapshot \(pool.name)/\(name)@\(snapshot)")
+        return true
+    }
+
     // MARK: Changed extents
 
     /// What changed in `[offset, offset + length)` between snapshot `from` and the opened

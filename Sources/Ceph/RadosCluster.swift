@@ -87,11 +87,15 @@ public final class RadosPool: @unchecked Sendable {
     }
 
     public func imageExists(_ image: String) throws(CephError) -> Bool {
+        try openImage(image, readOnly: true) != nil
+    }
+
+    /// Opens `image` (at `snapshot`), or nil when the image or the snapshot does not exist.
+    public func openImage(_ image: String, snapshot: String? = nil, readOnly: Bool) throws(CephError) -> RBDImage? {
         do throws(CephError) {
-            _ = try RBDImage(pool: self, name: image, readOnly: true)
-            return true
+            return try RBDImage(pool: self, name: image, snapshot: snapshot, readOnly: readOnly)
         } catch where error.isNotFound {
-            return false
+            return nil
         }
     }
 

@@ -18,7 +18,7 @@ import SSH
 /// `trustOnFirstUse` (false), `libvirtURI` (`qemu:///system`), `preSnapshotCommand` and
 /// `postSnapshotCommand` (run on the hypervisor around the snapshot, with `LIFEBOAT_DOMAIN`
 /// set), `changedBlocks` (`overlay` or `bitmap`), `dataPath` (`ssh` or `tcp`), `connectTimeoutSeconds` (10),
-/// `operationTimeoutSeconds` (60).
+/// `operationTimeoutSeconds` (60), `cephCluster` (where the domains' RBD disks live).
 public struct HypervisorDirectory: Sendable {
     public struct Entry: Sendable, Decodable {
         public var name: String
@@ -42,6 +42,10 @@ public struct HypervisorDirectory: Sendable {
         public var dataPath: String?
         public var connectTimeoutSeconds: Double?
         public var operationTimeoutSeconds: Double?
+        /// The Ceph cluster (a name in `LIFEBOAT_CEPH_CLUSTERS`) whose RBD images this host's
+        /// domains use as network disks (Cinder RBD volumes, Nova `images_type = rbd`): those
+        /// disks are snapshotted and read through librbd in the same job as the file disks.
+        public var cephCluster: String?
     }
 
     public private(set) var entries: [String: Entry] = [:]

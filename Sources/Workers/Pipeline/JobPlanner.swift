@@ -164,7 +164,7 @@ extension JobPlanner {
                     .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
         }
         let order = LibvirtSnapshotOrder(backupId: backupId, hypervisor: hypervisor, domain: domain, disks: disks, mode: request.mode,
-                                         plannedAt: Date().timeIntervalSince1970)
+                                         plannedAt: Date().timeIntervalSince1970, instance: request.instance)
         return [.result(JobResult(job: job, status: .accepted, backupId: backupId, details: ["hypervisor": hypervisor, "domain": domain])),
                 .task(TaskEvent(taskId: "\(job.jobId).snapshot", job: job, kind: .snapshot, parameters: TaskEvent.parameters(order)))]
     }
@@ -201,7 +201,7 @@ extension JobPlanner {
             files[disk] = "\(directory)/\(domain)-\(disk).\(format)"
             formats[disk] = format
         }
-        let strategy = LibvirtStrategy(repository: repository, hypervisors: hypervisors, rangeBytes: settings.rangeBytes,
+        let strategy = LibvirtStrategy(repository: repository, hypervisors: hypervisors, clusters: clusters, rangeBytes: settings.rangeBytes,
                                        logger: Logger(label: "lifeboat.planner"))
         let paths = files.values.sorted()
         let conflict: String?

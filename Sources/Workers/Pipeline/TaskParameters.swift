@@ -92,6 +92,8 @@ struct LibvirtSnapshotOrder: Codable, Sendable, Equatable {
     var disks: [String]?
     var mode: BackupMode
     var plannedAt: Double
+    /// Whose backups an incremental of the domain's RBD disks continues.
+    var instance: String? = nil
 }
 
 /// Undo a backup's snapshot after the job failed or was cancelled: merge the overlay named
@@ -102,6 +104,8 @@ struct LibvirtRollbackOrder: Codable, Sendable, Equatable {
     var domain: String
     /// The overlay files, when known: removed if the domain is gone.
     var overlays: [String]
+    /// The domain's RBD disks ("pool/image"), when known: their snapshot of this backup goes too.
+    var rbdImages: [String]? = nil
 }
 
 /// What an RBD backup saved about its source: the cluster, and per disk the image and the

@@ -39,7 +39,7 @@ public final class TaskRunner: Sendable {
         self.consumer = consumer
         self.settler = DeliverySettler(publisher: publisher, logger: logger)
         self.repository = repository
-        self.libvirt = LibvirtStrategy(repository: repository, hypervisors: hypervisors, rangeBytes: rangeBytes, logger: logger)
+        self.libvirt = LibvirtStrategy(repository: repository, hypervisors: hypervisors, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
         self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
         self.maxAttempts = max(1, maxAttempts)
         self.logger = logger
@@ -91,7 +91,8 @@ public final class TaskRunner: Sendable {
         case .finalize: return try await finalize(task)
         case .cleanup where (try? task.parameters(as: LibvirtRollbackOrder.self)) != nil: return try await libvirt.rollback(task)
         case .cleanup where (try? task.parameters(as: RBDRollbackOrder.self)) != nil: return try await rbd.rollback(task)
-        case .cleanup where (try? task.parameters(as: BackupPlan.self))?.rbd != nil: return try await rbd.cleanup(task)
+        case .cleanup where (try? task.parameters(as: BackupPlan.self)).map({ $0.rbd != nil && $0.libvirt == nil }) == true:
+            return try await rbd.cleanup(task)
         case .cleanup: return try await libvirt.cleanup(task)
         case .restore: return try await restore(task)
         case .restoreFinalize: return try await restoreFinalize(task)
@@ -112,10 +113,10 @@ public final class TaskRunner: Sendable {
             // Another task's failure or a cancel abandoned the job: do not touch the source.
             guard try repository.isBegun(plan.backupId) else { throw JobAbandoned() }
             do {
-                if let source = plan.libvirt {
-                    try libvirt.transfer(plan, source: source, disk: disk, range: range)
-                } else if let source = plan.rbd {
+                if let source = plan.rbd, source.images[disk.name] != nil {
                     try rbd.transfer(plan, source: source, disk: disk, range: range)
+                } else if let source = plan.libvirt {
+                    try libvirt.transfer(plan, source: source, disk: disk, range: range)
                 } else if let chain = disk.chain {
                     // A qcow2 image on this host: its guest view, read as over SSH but locally.
                     try repository.backupRange(streaming: RemoteImageSource(shell: LocalShell(), host: "local", chain: chain, selection: .allData),

@@ -1,4 +1,5 @@
 import AMQP
+import Ceph
 import Events
 import Foundation
 import Libvirt
@@ -17,6 +18,10 @@ import SSH
 /// frozen top is the overlay named after a committed backup (its parent); otherwise the backup
 /// is a full and says why. A failed or cancelled job's overlay is merged back (`rollback`).
 ///
+/// RBD disks of the domain (Cinder volumes, Nova disks on Ceph) are the Ceph strategy's: when
+/// the hypervisor names its `cephCluster`, they are snapshotted right after the file disks, under
+/// the same hooks, and read through librbd in the same job (`BackupPlan.rbd`).
+///
 /// Restore: each disk's file is written on the target hypervisor (sparse, raw or qcow2), then
 /// the saved domain XML is rewritten for the new files (and name) and defined, and started
 /// on request.
@@ -25,6 +30,17 @@ struct LibvirtStrategy: Sendable {
     let hypervisors: HypervisorDirectory
     let rangeBytes: UInt64
     let logger: Logger
+    /// For the domains' RBD disks.
+    let rbd: RBDStrategy
+
+    init(repository: Repository, hypervisors: HypervisorDirectory, clusters: CephClusterDirectory = CephClusterDirectory(),
+         rangeBytes: UInt64, logger: Logger) {
+        self.repository = repository
+        self.hypervisors = hypervisors
+        self.rangeBytes = rangeBytes
+        self.logger = logger
+        self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
+    }
 
     /// The suffix of the overlay a backup's snapshot creates: `<stem>.lifeboat-<backup>.qcow2`.
     static func overlayPath(for file: String, backup: String) -> String {
@@ -76,16 +92,24 @@ struct LibvirtStrategy: Sendable {
     private func takeSnapshot(_ order: LibvirtSnapshotOrder) throws -> (BackupPlan, [String: String]) {
         let hypervisor = try connect(order.hypervisor)
         let live = try hypervisor.domain(order.domain)
-        let disks = try selectedDisks(live, order: order)
+        let (disks, rbdDisks) = try selectedDisks(live, order: order)
         let running = try hypervisor.isRunning(order.domain)
+        // The RBD disks' snapshots, taken right after the files are frozen (under the same hooks).
+        let ceph = try rbdDisks.isEmpty ? nil : cephCluster(for: order)
+        var snapshotted: RBDStrategy.SnapshottedImages = [:]
+        let snapshotRBD = { if let ceph { snapshotted = try rbd.snapshotImages(ceph, disks: rbdDisks, backupId: order.backupId) } }
         let freeze: Freeze
         if !running {
             // Shut off: nothing writes the files, which are read as they are.
             freeze = Freeze(frozen: Dictionary(uniqueKeysWithValues: disks.map { ($0.target, $0.path) }), consistency: "shut-off")
+            try snapshotRBD()
+        } else if disks.isEmpty {
+            try withHooks(hypervisor, order: order, snapshotRBD)
+            freeze = Freeze(frozen: [:], consistency: "crash-consistent")
         } else if hypervisors.entries[order.hypervisor]?.changedBlocks == "bitmap" {
-            freeze = try freezeWithBitmaps(hypervisor, order: order, disks: disks)
+            freeze = try freezeWithBitmaps(hypervisor, order: order, disks: disks, then: snapshotRBD)
         } else {
-            freeze = try freezeWithOverlay(hypervisor, order: order, disks: disks, live: live)
+            freeze = try freezeWithOverlay(hypervisor, order: order, disks: disks, live: live, then: snapshotRBD)
         }
         let frozen = freeze.frozen, overlays = freeze.overlays, consistency = freeze.consistency
 
@@ -105,14 +129,29 @@ struct LibvirtStrategy: Sendable {
         if let checkpoint = freeze.checkpoint {
             parent = checkpoint.since
             if order.mode == .incremental, let reason = checkpoint.fallback { details["fallback"] = "full: \(reason)" }
-        } else if order.mode == .incremental {
+        } else if order.mode == .incremental, !planned.isEmpty {
             switch try incrementalParent(planned) {
             case .success(let found): parent = found
             case .failure(let reason): details["fallback"] = "full: \(reason.description)"
             }
         }
+        // The RBD disks continue the same parent, or the whole backup is a full.
+        if let ceph, order.mode == .incremental, planned.isEmpty || parent != nil {
+            switch try rbd.incrementalParent(cluster: ceph.name, disks: rbdDisks, backupId: order.backupId, instance: order.instance ?? order.domain,
+                                             images: snapshotted) {
+            case .success(let found) where planned.isEmpty || found == parent: parent = found
+            case .success(let found): (parent, details["fallback"]) = (nil, "full: the RBD disks continue backup \(found), the files \(parent ?? "none")")
+            case .failure(let reason): (parent, details["fallback"]) = (nil, "full: \(reason.description)")
+            }
+        }
         if parent != nil {
             for i in planned.indices { planned[i].changesOnly = true }
+        }
+        var rbdSource: RBDSource?
+        if let ceph {
+            let images = try rbd.planImages(ceph, disks: rbdDisks, images: snapshotted, backupId: order.backupId, parent: parent)
+            planned += images.disks
+            rbdSource = images.source
         }
         details["parent"] = parent ?? "none"
         try repository.beginBackup(order.backupId, parent: parent)
@@ -121,9 +160,10 @@ struct LibvirtStrategy: Sendable {
             hostKeyFingerprint: hypervisor.hostKeyFingerprint, definition: try hypervisor.domain(order.domain, inactive: true).xml,
             diskFiles: originals.files, diskFormats: originals.formats, overlays: overlays, consistency: consistency,
             pushTargets: freeze.checkpoint.map { _ in frozen }, checkpoint: freeze.checkpoint?.name)
-        let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned,
-                              rangeCount: BackupPlan.ranges(planned, step: step).count, totalBytes: planned.reduce(0) { $0 + $1.size },
-                              plannedAt: order.plannedAt, libvirt: source)
+        let ranges = BackupPlan.ranges(planned, step: step)
+        let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned, rangeCount: ranges.count,
+                              totalBytes: ranges.reduce(0) { $0 + $1.range.length }, plannedAt: order.plannedAt, libvirt: source,
+                              rbd: rbdSource)
         return (plan, details)
     }
 
@@ -138,21 +178,23 @@ struct LibvirtStrategy: Sendable {
     /// An external disk-only snapshot: one new overlay per disk, named after the backup; the
     /// files below are frozen. A redelivered task finds its overlays and takes no second one.
     private func freezeWithOverlay(_ hypervisor: Hypervisor, order: LibvirtSnapshotOrder, disks: [SelectedDisk],
-                                   live: DomainDescription) throws -> Freeze {
+                                   live: DomainDescription, then alsoFreeze: () throws -> Void) throws -> Freeze {
         var consistency = "crash-consistent"
         let wanted = Dictionary(uniqueKeysWithValues: disks.map { ($0.target, Self.overlayPath(for: $0.path, backup: order.backupId)) })
         if disks.allSatisfy({ $0.path == wanted[$0.target] }) {
             logger.info("snapshot already taken by an earlier attempt", metadata: ["backup": "\(order.backupId)"])
+            try alsoFreeze()
         } else {
             let quiesce = hypervisor.guestAgentAnswers(order.domain)
             try withHooks(hypervisor, order: order) {
                 let others = live.disks.map(\.target).filter { wanted[$0] == nil }
                 try hypervisor.snapshot(order.domain, name: "lifeboat-\(order.backupId)", overlays: wanted, skipping: others, quiesce: quiesce)
+                try alsoFreeze()
             }
             if quiesce { consistency = "quiesced" }
         }
         var freeze = Freeze(frozen: [:], consistency: consistency)
-        for disk in try selectedDisks(try hypervisor.domain(order.domain), order: order) {
+        for disk in try selectedDisks(try hypervisor.domain(order.domain), order: order).files {
             guard disk.path == wanted[disk.target], let below = disk.description.backingFiles.first else {
                 throw TaskFailure("disk \(disk.target) of \(order.domain) is not on the overlay the snapshot made (\(disk.path))")
             }
@@ -166,7 +208,8 @@ struct LibvirtStrategy: Sendable {
     /// this instant into scratch qcow2 files beside them (for an incremental, only what was
     /// written since the previous backup's checkpoint), and the domain's chain is left alone.
     /// A redelivered task finds its checkpoint and only waits for the copy.
-    private func freezeWithBitmaps(_ hypervisor: Hypervisor, order: LibvirtSnapshotOrder, disks: [SelectedDisk]) throws -> Freeze {
+    private func freezeWithBitmaps(_ hypervisor: Hypervisor, order: LibvirtSnapshotOrder, disks: [SelectedDisk],
+                                   then alsoFreeze: () throws -> Void) throws -> Freeze {
         if let raw = disks.first(where: { $0.description.format != "qcow2" }) {
             throw PermanentFailure("disk \(raw.target) of \(order.domain) is \(raw.description.format): dirty bitmaps need qcow2 disks "
                                    + "(set changedBlocks to overlay for hypervisor \(order.hypervisor))")
@@ -200,10 +243,12 @@ struct LibvirtStrategy: Sendable {
                 if quiesce { try hypervisor.virsh(["domfsfreeze", "--", order.domain]) }
                 defer { if quiesce { _ = try? hypervisor.virsh(["domfsthaw", "--", order.domain]) } }
                 try hypervisor.beginPushBackup(order.domain, targets: targets, since: since.map { "lifeboat-\($0)" }, checkpoint: name)
+                try alsoFreeze()
             }
             if quiesce { consistency = "quiesced" }
         } else {
             logger.info("push backup already begun by an earlier attempt", metadata: ["backup": "\(order.backupId)"])
+            try alsoFreeze()
         }
         try hypervisor.waitForJob(order.domain)
         return Freeze(frozen: targets, consistency: consistency, checkpoint: (name, since, fallback))
@@ -240,22 +285,35 @@ struct LibvirtStrategy: Sendable {
         var path: String
     }
 
-    private func selectedDisks(_ domain: DomainDescription, order: LibvirtSnapshotOrder) throws -> [SelectedDisk] {
+    /// The disks to back up: image files on the hypervisor, and RBD images (read through Ceph).
+    private func selectedDisks(_ domain: DomainDescription, order: LibvirtSnapshotOrder) throws -> (files: [SelectedDisk], rbd: [RBDDisk]) {
         let names = domain.disks.map(\.target)
         if let unknown = order.disks?.first(where: { !names.contains($0) }) {
             throw PermanentFailure("domain \(order.domain) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
         }
-        return try domain.disks.filter { order.disks?.contains($0.target) ?? true }.map { disk in
+        var files: [SelectedDisk] = [], rbd: [RBDDisk] = []
+        for disk in domain.disks where order.disks?.contains(disk.target) ?? true {
             switch disk.backing {
             case .file(let path) where !path.isEmpty:
-                return SelectedDisk(description: disk, path: path)
+                files.append(SelectedDisk(description: disk, path: path))
             case .rbd(let name):
-                throw PermanentFailure("disk \(disk.target) of \(order.domain) is the RBD image \(name): it is read through Ceph, "
-                                       + "not over SSH; back it up with an rbd source, or name the other disks in \"disks\"")
+                let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw PermanentFailure("disk \(disk.target) of \(order.domain): RBD source \(name) is not pool/image") }
+                rbd.append(RBDDisk(name: disk.target, pool: parts[0], image: parts[1]))
             default:
                 throw PermanentFailure("disk \(disk.target) of \(order.domain) is not an image file (\(disk.backing)): not supported")
             }
         }
+        return (files, rbd)
+    }
+
+    /// The Ceph cluster the hypervisor's RBD disks live on, connected.
+    private func cephCluster(for order: LibvirtSnapshotOrder) throws -> RadosCluster {
+        guard let name = hypervisors.entries[order.hypervisor]?.cephCluster else {
+            throw PermanentFailure("domain \(order.domain) has RBD disks, but hypervisor \(order.hypervisor) names no cephCluster "
+                                   + "(LIFEBOAT_HYPERVISORS) to read them from; name the other disks in \"disks\" to leave them out")
+        }
+        return try rbd.connect(name)
     }
 
     /// The committed backup whose overlay is every disk's frozen top, if there is one and it
@@ -309,6 +367,7 @@ struct LibvirtStrategy: Sendable {
     func cleanup(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: BackupPlan.self)
         guard let source = plan.libvirt else { throw TaskFailure("cleanup task \(task.taskId) has no libvirt source") }
+        let removedSnapshots = try await runBlocking { try plan.rbd.map { try rbd.releaseOlderSnapshots($0) } ?? [] }
         let merged = try await runBlocking { () -> [String] in
             if let checkpoint = source.checkpoint {
                 try releaseBitmapBackup(source, keeping: checkpoint)
@@ -338,6 +397,11 @@ struct LibvirtStrategy: Sendable {
         if !merged.isEmpty { details["merged"] = merged.joined(separator: ", ") }
         if !source.overlays.isEmpty { details["kept"] = source.overlays.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") }
         if let checkpoint = source.checkpoint { details["kept"] = "checkpoint \(checkpoint)" }
+        if let images = plan.rbd?.images.sorted(by: { $0.key < $1.key }) {
+            details["kept"] = ([details["kept"]].compactMap { $0 } + images.map { "\($0.key): \($0.value.pool)/\($0.value.image)@\($0.value.snapshot)" })
+                .joined(separator: ", ")
+        }
+        if !removedSnapshots.isEmpty { details["removed"] = removedSnapshots.joined(separator: ", ") }
         return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId, details: details))]
     }
 
@@ -377,9 +441,15 @@ struct LibvirtStrategy: Sendable {
             } catch LibvirtError.domainNotFound {
                 // Deleted with the job running: its overlays are nobody's now.
                 if !order.overlays.isEmpty { try hypervisor.run(["rm", "-f"] + order.overlays) }
+                try removeRBDSnapshots(order, images: order.rbdImages ?? [])
                 return []
             }
             var undone: [String] = []
+            let rbdImages = live.disks.compactMap { disk -> String? in
+                if case .rbd(let name) = disk.backing { return name }
+                return nil
+            }
+            try removeRBDSnapshots(order, images: Array(Set(rbdImages + (order.rbdImages ?? []))).sorted())
             for disk in live.disks {
                 guard case .file(let path) = disk.backing, Self.overlayBackup(path) == order.backupId, let base = disk.backingFiles.first else { continue }
                 try hypervisor.commitActive(order.domain, disk: disk.target, base: base)
@@ -404,13 +474,24 @@ struct LibvirtStrategy: Sendable {
         return []
     }
 
+    /// A failed or cancelled backup's snapshots of the domain's RBD disks.
+    private func removeRBDSnapshots(_ order: LibvirtRollbackOrder, images: [String]) throws {
+        guard !images.isEmpty, let cluster = hypervisors.entries[order.hypervisor]?.cephCluster else { return }
+        do {
+            try rbd.removeSnapshots(of: order.backupId, cluster: cluster, images: images)
+        } catch let refused as PermanentFailure {
+            logger.warning("rollback cannot reach the Ceph cluster", metadata: ["backup": "\(order.backupId)", "error": "\(refused)"])
+        }
+    }
+
     static func rollbackTask(for task: TaskEvent) -> TaskEvent? {
         let order: LibvirtRollbackOrder
         if let snapshot = try? task.parameters(as: LibvirtSnapshotOrder.self) {
             order = LibvirtRollbackOrder(backupId: snapshot.backupId, hypervisor: snapshot.hypervisor, domain: snapshot.domain, overlays: [])
         } else if let plan = try? task.parameters(as: BackupPlan.self), let source = plan.libvirt {
             order = LibvirtRollbackOrder(backupId: plan.backupId, hypervisor: source.hypervisor, domain: source.domain,
-                                         overlays: (Array(source.overlays.values) + Array((source.pushTargets ?? [:]).values)).sorted())
+                                         overlays: (Array(source.overlays.values) + Array((source.pushTargets ?? [:]).values)).sorted(),
+                                         rbdImages: plan.rbd.map { $0.images.values.map { "\($0.pool)/\($0.image)" }.sorted() })
         } else {
             return nil
         }

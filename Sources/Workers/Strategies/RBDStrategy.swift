@@ -67,74 +67,87 @@ struct RBDStrategy: Sendable {
     /// full or incremental, plans the ranges to read, and begins the backup.
     private func takeSnapshots(_ order: RBDSnapshotOrder, instance: String) throws -> (BackupPlan, [String: String]) {
         try withCluster(order.cluster) { cluster in
-            let snapshot = RBDSource.snapshotName(order.backupId)
-            var images: [String: (image: RBDImage, snapshots: [RBDSnapshot])] = [:]
-            for disk in order.disks {
-                let image: RBDImage
-                do {
-                    image = try RBDImage(pool: try cluster.pool(disk.pool), name: disk.image, readOnly: false)
-                } catch let error as CephError where error.isNotFound {
-                    throw PermanentFailure("disk \(disk.name): there is no image \(disk.pool)/\(disk.image) in cluster \(order.cluster)")
-                }
-                var snapshots = try image.snapshots()
-                if !snapshots.contains(where: { $0.name == snapshot }) {
-                    try image.createSnapshot(snapshot)
-                    snapshots = try image.snapshots()
-                }
-                images[disk.name] = (image, snapshots)
-            }
-            var details = ["cluster": order.cluster, "snapshot": snapshot]
+            let images = try snapshotImages(cluster, disks: order.disks, backupId: order.backupId)
+            var details = ["cluster": order.cluster, "snapshot": RBDSource.snapshotName(order.backupId)]
             var parent: String?
             if order.mode == .incremental {
-                switch try incrementalParent(order, instance: instance, images: images) {
+                switch try incrementalParent(cluster: order.cluster, disks: order.disks, backupId: order.backupId, instance: instance, images: images) {
                 case .success(let found): parent = found
                 case .failure(let reason): details["fallback"] = "full: \(reason.description)"
                 }
             }
             details["parent"] = parent ?? "none"
-            let since = parent.map(RBDSource.snapshotName)
-
-            var disks: [BackupPlan.Disk] = []
-            var sources: [String: RBDSource.Image] = [:]
-            var changedBytes: UInt64 = 0
-            for disk in order.disks {
-                let frozen = try RBDImage(pool: images[disk.name]!.image.pool, name: disk.image, snapshot: snapshot, readOnly: true)
-                let size = try frozen.size()
-                var planned = BackupPlan.Disk(name: disk.name, path: frozen.spec, size: size)
-                if let since {
-                    // The cheap pass: which objects changed at all. Ranges without any are not read.
-                    let changed = try frozen.changedExtents(since: since, offset: 0, length: size, wholeObject: true)
-                    planned.changedRanges = Array(Set(changed.flatMap { extent in
-                        stride(from: extent.range.lowerBound / step * step, to: extent.range.upperBound, by: Int(step)).map { $0 }
-                    })).sorted()
-                    changedBytes += changed.reduce(0) { $0 + UInt64($1.range.count) }
-                }
-                disks.append(planned)
-                sources[disk.name] = RBDSource.Image(pool: disk.pool, image: disk.image, snapshot: snapshot, since: since)
-            }
-            if since != nil { details["changedObjectBytes"] = "\(changedBytes)" }
+            let planned = try planImages(cluster, disks: order.disks, images: images, backupId: order.backupId, parent: parent)
+            if parent != nil { details["changedObjectBytes"] = "\(planned.changedBytes)" }
             try repository.beginBackup(order.backupId, parent: parent)
-            let ranges = BackupPlan.ranges(disks, step: step)
-            let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: disks, rangeCount: ranges.count,
+            let ranges = BackupPlan.ranges(planned.disks, step: step)
+            let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned.disks, rangeCount: ranges.count,
                                   totalBytes: ranges.reduce(0) { $0 + $1.range.length }, plannedAt: order.plannedAt,
-                                  rbd: RBDSource(cluster: order.cluster, fsid: (try? cluster.fsid()) ?? "", images: sources))
+                                  rbd: planned.source)
             return (plan, details)
         }
     }
 
+    typealias SnapshottedImages = [String: (image: RBDImage, snapshots: [RBDSnapshot])]
+
+    /// Takes `lifeboat-<backup>` on every disk's image unless an earlier attempt did. Also how
+    /// the libvirt strategy freezes a domain's RBD disks, next to its file disks.
+    func snapshotImages(_ cluster: RadosCluster, disks: [RBDDisk], backupId: String) throws -> SnapshottedImages {
+        let snapshot = RBDSource.snapshotName(backupId)
+        var images: SnapshottedImages = [:]
+        for disk in disks {
+            guard let image = try cluster.pool(disk.pool).openImage(disk.image, readOnly: false) else {
+                throw PermanentFailure("disk \(disk.name): there is no image \(disk.pool)/\(disk.image) in cluster \(cluster.name)")
+            }
+            var snapshots = try image.snapshots()
+            if !snapshots.contains(where: { $0.name == snapshot }) {
+                try image.createSnapshot(snapshot)
+                snapshots = try image.snapshots()
+            }
+            images[disk.name] = (image, snapshots)
+        }
+        return images
+    }
+
+    /// The frozen images as plan disks (with, for an incremental, only the ranges whose objects
+    /// changed since the parent's snapshot: the cheap whole-object pass) and the source record.
+    func planImages(_ cluster: RadosCluster, disks: [RBDDisk], images: SnapshottedImages, backupId: String,
+                    parent: String?) throws -> (disks: [BackupPlan.Disk], source: RBDSource, changedBytes: UInt64) {
+        let snapshot = RBDSource.snapshotName(backupId)
+        let since = parent.map(RBDSource.snapshotName)
+        var planned: [BackupPlan.Disk] = []
+        var sources: [String: RBDSource.Image] = [:]
+        var changedBytes: UInt64 = 0
+        for disk in disks {
+            let frozen = try RBDImage(pool: images[disk.name]!.image.pool, name: disk.image, snapshot: snapshot, readOnly: true)
+            let size = try frozen.size()
+            var plannedDisk = BackupPlan.Disk(name: disk.name, path: frozen.spec, size: size)
+            if let since {
+                let changed = try frozen.changedExtents(since: since, offset: 0, length: size, wholeObject: true)
+                plannedDisk.changedRanges = Array(Set(changed.flatMap { extent in
+                    stride(from: extent.range.lowerBound / step * step, to: extent.range.upperBound, by: Int(step)).map { $0 }
+                })).sorted()
+                changedBytes += changed.reduce(0) { $0 + UInt64($1.range.count) }
+            }
+            planned.append(plannedDisk)
+            sources[disk.name] = RBDSource.Image(pool: disk.pool, image: disk.image, snapshot: snapshot, since: since)
+        }
+        return (planned, RBDSource(cluster: cluster.name, fsid: (try? cluster.fsid()) ?? "", images: sources), changedBytes)
+    }
+
     /// The instance's newest committed backup, when every disk still has the snapshot it kept
     /// and is the same image at the same size; otherwise why the backup must be a full.
-    private func incrementalParent(_ order: RBDSnapshotOrder, instance: String,
-                                   images: [String: (image: RBDImage, snapshots: [RBDSnapshot])]) throws -> Result<String, PermanentFailure> {
+    func incrementalParent(cluster: String, disks: [RBDDisk], backupId: String, instance: String,
+                           images: SnapshottedImages) throws -> Result<String, PermanentFailure> {
         guard let parent = try latestBackup(of: instance, in: repository) else {
             return .failure(PermanentFailure("no earlier backup of this instance"))
         }
         let manifest = try repository.manifest(parent)
-        guard let source = (try? JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata))?.rbd, source.cluster == order.cluster else {
-            return .failure(PermanentFailure("the last backup, \(parent), was not taken from cluster \(order.cluster)"))
+        guard let source = (try? JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata))?.rbd, source.cluster == cluster else {
+            return .failure(PermanentFailure("the last backup, \(parent), was not taken from cluster \(cluster)"))
         }
         let kept = RBDSource.snapshotName(parent)
-        for disk in order.disks {
+        for disk in disks {
             guard let earlier = source.images[disk.name], earlier.pool == disk.pool, earlier.image == disk.image else {
                 return .failure(PermanentFailure("disk \(disk.name) is not the image backup \(parent) read"))
             }
@@ -142,7 +155,7 @@ struct RBDStrategy: Sendable {
                 return .failure(PermanentFailure("snapshot \(disk.pool)/\(disk.image)@\(kept), kept for this incremental, is gone"))
             }
             guard manifest.disks.first(where: { $0.name == disk.name })?.size == snapshot.size,
-                  images[disk.name]?.snapshots.first(where: { $0.name == RBDSource.snapshotName(order.backupId) })?.size == snapshot.size else {
+                  images[disk.name]?.snapshots.first(where: { $0.name == RBDSource.snapshotName(backupId) })?.size == snapshot.size else {
                 return .failure(PermanentFailure("disk \(disk.name) changed size since backup \(parent)"))
             }
         }
@@ -155,11 +168,8 @@ struct RBDStrategy: Sendable {
         guard let image = source.images[disk.name] else { throw TaskFailure("disk \(disk.name) has no RBD image in its plan") }
         let readsInFlight = clusters.entries[source.cluster]?.readsInFlight ?? 8
         let read = try withCluster(source.cluster) { cluster -> UInt64 in
-            let frozen: RBDImage
-            do {
-                frozen = try RBDImage(pool: try cluster.pool(image.pool), name: image.image, snapshot: image.snapshot, readOnly: true)
-            } catch let error as CephError where error.isNotFound {
-                throw PermanentFailure("snapshot \(image.pool)/\(image.image)@\(image.snapshot) was removed during the backup (\(error))")
+            guard let frozen = try cluster.pool(image.pool).openImage(image.image, snapshot: image.snapshot, readOnly: true) else {
+                throw PermanentFailure("snapshot \(image.pool)/\(image.image)@\(image.snapshot) was removed during the backup")
             }
             // Allocated extents for a full, changed ones for an incremental (partly changed chunks
             // start from the parent's), read with aio reads in flight.
@@ -180,29 +190,7 @@ struct RBDStrategy: Sendable {
     func cleanup(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: BackupPlan.self)
         guard let source = plan.rbd else { throw TaskFailure("cleanup task \(task.taskId) has no RBD source") }
-        let removed = try await runBlocking { () -> [String] in
-            try withCluster(source.cluster) { cluster in
-                var removed: [String] = []
-                for (_, kept) in source.images.sorted(by: { $0.key < $1.key }) {
-                    let image: RBDImage
-                    do {
-                        image = try RBDImage(pool: try cluster.pool(kept.pool), name: kept.image, readOnly: false)
-                    } catch let error as CephError where error.isNotFound {
-                        continue  // the image was deleted since: nothing to keep or remove
-                    }
-                    for old in try image.snapshots() where old.name != kept.snapshot {
-                        guard let backup = RBDSource.snapshotBackup(old.name), try !repository.isBegun(backup) else { continue }
-                        do {
-                            try image.removeSnapshot(old.name)
-                        } catch let error as CephError where error.isNotFound {
-                            continue
-                        }
-                        removed.append("\(kept.pool)/\(kept.image)@\(old.name)")
-                    }
-                }
-                return removed
-            }
-        }
+        let removed = try await runBlocking { try releaseOlderSnapshots(source) }
         let manifest = try await runBlocking { try repository.manifest(plan.backupId) }
         var details = ["parent": plan.parent ?? "none", "bytes": "\(plan.disks.reduce(UInt64(0)) { $0 + $1.size })",
                        "newStoredBytes": "\(manifest.disks.reduce(UInt64(0)) { $0 + $1.newStoredBytes })",
@@ -212,27 +200,42 @@ struct RBDStrategy: Sendable {
         return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId, details: details))]
     }
 
+    /// Removes Lifeboat's snapshots of the source's images other than the kept one (those of
+    /// backups still running stay); what it removed, as `pool/image@snapshot`.
+    func releaseOlderSnapshots(_ source: RBDSource) throws -> [String] {
+        try withCluster(source.cluster) { cluster in
+            var removed: [String] = []
+            for (_, kept) in source.images.sorted(by: { $0.key < $1.key }) {
+                // An image deleted since has nothing to keep or remove.
+                guard let image = try cluster.pool(kept.pool).openImage(kept.image, readOnly: false) else { continue }
+                for old in try image.snapshots() where old.name != kept.snapshot {
+                    guard let backup = RBDSource.snapshotBackup(old.name), try !repository.isBegun(backup) else { continue }
+                    if try image.removeSnapshotIfPresent(old.name) { removed.append("\(kept.pool)/\(kept.image)@\(old.name)") }
+                }
+            }
+            return removed
+        }
+    }
+
+    /// Removes backup `backupId`'s snapshot from each image ("pool/image"), where it exists.
+    func removeSnapshots(of backupId: String, cluster name: String, images: [String]) throws {
+        let cluster = try connect(name)
+        for spec in images {
+            let parts = spec.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let image = try cluster.pool(parts[0]).openImage(parts[1], readOnly: false) else { continue }
+            try image.removeSnapshotIfPresent(RBDSource.snapshotName(backupId))
+        }
+    }
+
     /// Removes a failed or cancelled backup's snapshots (the parent's stay, so the next
     /// incremental still starts from them).
     func rollback(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let order = try task.parameters(as: RBDRollbackOrder.self)
-        let snapshot = RBDSource.snapshotName(order.backupId)
         try await runBlocking {
-            let cluster: RadosCluster
             do {
-                cluster = try connect(order.cluster)
+                try removeSnapshots(of: order.backupId, cluster: order.cluster, images: order.images)
             } catch let refused as PermanentFailure {
                 logger.warning("rollback cannot reach the cluster", metadata: ["backup": "\(order.backupId)", "error": "\(refused)"])
-                return
-            }
-            for spec in order.images {
-                let parts = spec.split(separator: "/", maxSplits: 1).map(String.init)
-                guard parts.count == 2 else { continue }
-                do {
-                    try RBDImage(pool: try cluster.pool(parts[0]), name: parts[1], readOnly: false).removeSnapshot(snapshot)
-                } catch let error as CephError where error.isNotFound {
-                    continue
-                }
             }
         }
         logger.info("snapshots rolled back", metadata: ["backup": "\(order.backupId)", "images": "\(order.images)"])
