@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", exact: "6.2.2"),
     ],
     targets: [
         // One shim per C library; nothing else lives in them.
@@ -44,7 +45,12 @@ let package = Package(
         // Clients for the data sources, one per C library.
         .target(name: "SSH", dependencies: ["CSSH2"]),
         .target(name: "Ceph", dependencies: ["CRBD", "Repository"]),
-        .target(name: "OpenStack", dependencies: ["CCurl"]),
+        .target(name: "OpenStack", dependencies: [
+            "CCurl",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
         .target(name: "Compression", dependencies: ["CZstd"]),
         // Where backups live: chunk store, indexes, manifests.
         .target(name: "Repository", dependencies: [
@@ -87,6 +93,10 @@ let package = Package(
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "Repository", "SSH"]),
         // Against a real OpenSSH sshd on loopback (scripts/sshd.sh).
         .testTarget(name: "SSHTests", dependencies: ["SSH", .product(name: "Crypto", package: "swift-crypto")]),
+        // Against the project's own OpenStack (scripts/openstack.sh), plus loopback stand-ins for faults.
+        .testTarget(name: "OpenStackTests", dependencies: [
+            "OpenStack", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )
