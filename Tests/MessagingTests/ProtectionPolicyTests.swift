@@ -27,10 +27,11 @@ enum TestOpenStack {
     }
 
     /// A server booted from the blank image with no network (microversion 2.37), ACTIVE; its id.
-    static func createServer(_ name: String, cloud: String = "lifeboat-admin", properties: [String: String] = [:]) async throws -> String {
+    static func createServer(_ name: String, cloud: String = "lifeboat-admin", properties: [String: String] = [:],
+                             extra: [String] = []) async throws -> String {
         let arguments = ["--os-compute-api-version", "2.37", "server", "create", "--flavor", environment["LIFEBOAT_TEST_OS_FLAVOR"] ?? "m1.tiny",
                          "--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--nic", "none", "--wait"]
-            + properties.sorted { $0.key < $1.key }.flatMap { ["--property", "\($0.key)=\($0.value)"] } + [name]
+            + properties.sorted { $0.key < $1.key }.flatMap { ["--property", "\($0.key)=\($0.value)"] } + extra + [name]
         guard let server = try await cli(cloud, arguments) as? [String: Any], let id = server["id"] as? String else {
             throw TestEnvironmentMissing("server create printed no id")
         }

@@ -40,13 +40,20 @@ public struct JobPlanner: RequestHandler {
     let settings: Settings
     let hypervisors: HypervisorDirectory
     let clusters: CephClusterDirectory
+    let inventory: OpenStackInventory?
 
-    public init(repository: Repository, settings: Settings = Settings(), hypervisors: HypervisorDirectory = HypervisorDirectory(),
-                clusters: CephClusterDirectory = CephClusterDirectory()) {
+    init(repository: Repository, settings: Settings = Settings(), hypervisors: HypervisorDirectory = HypervisorDirectory(),
+         clusters: CephClusterDirectory = CephClusterDirectory(), inventory: OpenStackInventory? = nil) {
         self.repository = repository
         self.settings = settings
         self.hypervisors = hypervisors
         self.clusters = clusters
+        self.inventory = inventory
+    }
+
+    public init(repository: Repository, settings: Settings = Settings(), hypervisors: HypervisorDirectory = HypervisorDirectory(),
+                clusters: CephClusterDirectory = CephClusterDirectory()) {
+        self.init(repository: repository, settings: settings, hypervisors: hypervisors, clusters: clusters, inventory: nil)
     }
 
     public func plan(_ request: InboundRequest) async throws -> [OutgoingMessage] {
@@ -63,6 +70,9 @@ public struct JobPlanner: RequestHandler {
         }
         if case .rbd(let cluster, let disks)? = request.source {
             return try await planRBDBackup(request, job: job, cluster: cluster, disks: disks)
+        }
+        if request.source == nil {
+            return try await planServerBackup(request, job: job)
         }
         guard case .files(let disks)? = request.source else {
             let kind = request.source.map { "the \($0.kind.rawValue) strategy" } ?? "resolving the instance through OpenStack"
@@ -113,6 +123,7 @@ public struct JobPlanner: RequestHandler {
     }
 
     private func planRestore(_ request: RestoreRequest, job: JobReference) async throws -> [OutgoingMessage] {
+        try await checkMembership(request)
         if case .libvirt(let host, let name, let storage, let start) = request.target {
             return try await planLibvirtRestore(request, job: job, hypervisor: host, name: name, storageDirectory: storage, start: start)
         }
@@ -225,6 +236,47 @@ extension JobPlanner {
 }
 
 extension JobPlanner {
+    /// vProtect's rule, checked against Keystone (never taken from the message): the user who
+    /// asks for a restore must be a member of the backup's project and, for a restore as a new
+    /// instance, of the target project. Without OpenStack configured there is no one to ask,
+    /// and the worker's own access rules (restore directories, hypervisors) are all that apply.
+    func checkMembership(_ request: RestoreRequest) async throws {
+        guard let inventory else { return }
+        var projects = [request.project]
+        if case .instance(let target, _, _, _, _) = request.target, target != request.project { projects.append(target) }
+        let user = request.requestedBy.userId
+        for project in projects where try await !runBlocking({ try inventory.session.isMember(user: user, ofProject: project) }) {
+            throw RequestRefused("user \(user) is not a member of project \(project): the restore is not allowed")
+        }
+    }
+
+    /// A request that names only the instance: Nova says where the server runs (its compute
+    /// host, which must be a configured hypervisor, and its libvirt domain), and the libvirt
+    /// strategy takes it from there (its RBD disks through Ceph). A server Nova does not know,
+    /// or of another project, is refused; Nova or Keystone not answering returns the request
+    /// to its queue.
+    func planServerBackup(_ request: BackupRequest, job: JobReference) async throws -> [OutgoingMessage] {
+        guard let inventory else {
+            throw RequestRefused("the request names no source and OpenStack is not configured on this worker (LIFEBOAT_OPENSTACK_CLOUD): "
+                                 + "it cannot resolve instance \(request.instance)")
+        }
+        guard let server = try await runBlocking({ try inventory.server(request.instance) }) else {
+            throw RequestRefused("Nova has no server \(request.instance)")
+        }
+        guard server.projectID == nil || server.projectID == request.project else {
+            throw RequestRefused("server \(request.instance) is not in project \(request.project)")
+        }
+        guard let host = server.host, let domain = server.instanceName else {
+            throw RequestRefused("Nova does not say where server \(request.instance) runs (status \(server.status)): it has no host or instance name yet")
+        }
+        guard let hypervisor = [host, server.hypervisorHostname].compactMap({ $0 }).first(where: { hypervisors.entries[$0] != nil })
+            ?? hypervisors.entries.values.first(where: { $0.address == host || $0.address == server.hypervisorHostname })?.name else {
+            throw RequestRefused("server \(request.instance) runs on compute host \(host), which is not in LIFEBOAT_HYPERVISORS "
+                                 + "(name the entry after the host)")
+        }
+        return try await planLibvirtBackup(request, job: job, hypervisor: hypervisor, domain: domain, disks: nil)
+    }
+
     /// An RBD backup starts with its snapshot task; the cluster is only touched there (with
     /// retries), so planning never waits on Ceph. A worker without the cluster configured
     /// refuses the request at once.

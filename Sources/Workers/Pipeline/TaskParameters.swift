@@ -31,6 +31,8 @@ struct BackupPlan: Codable, Sendable, Equatable {
     var libvirt: LibvirtSource? = nil
     /// Set when the disks are RBD images (the Ceph strategy).
     var rbd: RBDSource? = nil
+    /// The Nova server and what surrounds it, when the instance is one (saved with the backup).
+    var openstack: InstanceRecord? = nil
 }
 
 extension BackupPlan {
@@ -209,6 +211,9 @@ struct BackupMetadata: Codable, Sendable, Equatable {
     var libvirt: LibvirtSource? = nil
     /// The cluster, images and kept snapshots, for backups taken from RBD.
     var rbd: RBDSource? = nil
+    /// The Nova server with its flavor, key pair, volumes, ports, networks, security groups and
+    /// image: what a restore as a new instance recreates.
+    var openstack: InstanceRecord? = nil
 }
 
 extension TaskEvent {

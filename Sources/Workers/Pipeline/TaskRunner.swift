@@ -33,13 +33,14 @@ public final class TaskRunner: Sendable {
 
     public var currentCounts: Counts { counts.withLock { $0 } }
 
-    public init(consumer: AMQPConsumer, publisher: LifeboatPublisher, repository: Repository, hypervisors: HypervisorDirectory,
-                clusters: CephClusterDirectory = CephClusterDirectory(), rangeBytes: UInt64, sourceConcurrency: Int, maxAttempts: Int, logger: Logger) {
+    init(consumer: AMQPConsumer, publisher: LifeboatPublisher, repository: Repository, hypervisors: HypervisorDirectory,
+                clusters: CephClusterDirectory = CephClusterDirectory(), inventory: OpenStackInventory? = nil, rangeBytes: UInt64, sourceConcurrency: Int, maxAttempts: Int, logger: Logger) {
         self.limiter = SourceLimiter(limit: sourceConcurrency)
         self.consumer = consumer
         self.settler = DeliverySettler(publisher: publisher, logger: logger)
         self.repository = repository
-        self.libvirt = LibvirtStrategy(repository: repository, hypervisors: hypervisors, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
+        self.libvirt = LibvirtStrategy(repository: repository, hypervisors: hypervisors, clusters: clusters, inventory: inventory,
+                                       rangeBytes: rangeBytes, logger: logger)
         self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
         self.maxAttempts = max(1, maxAttempts)
         self.logger = logger
@@ -154,7 +155,7 @@ public final class TaskRunner: Sendable {
         let plan = try task.parameters(as: BackupPlan.self)
         let metadata = try JSONEncoder().encode(BackupMetadata(project: task.job.project, instance: task.job.instance ?? "_",
                                                                jobId: task.job.jobId, disks: plan.disks.map(\.name), libvirt: plan.libvirt,
-                                                               rbd: plan.rbd))
+                                                               rbd: plan.rbd, openstack: plan.openstack))
         let repository = self.repository
         let manifest = try await runBlocking { () -> BackupManifest in
             if try repository.isCommitted(plan.backupId) { return try repository.manifest(plan.backupId) }  // a redelivered finalize

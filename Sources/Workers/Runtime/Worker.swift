@@ -2,6 +2,7 @@ import AMQP
 import Ceph
 import Libvirt
 import Logging
+import OpenStack
 import Publisher
 import Repository
 import ServiceLifecycle
@@ -27,13 +28,17 @@ public final class Worker: Sendable {
         }
         let hypervisors = try configuration.hypervisorsFile.map { try HypervisorDirectory(contentsOf: $0) } ?? HypervisorDirectory()
         let clusters = try configuration.cephClustersFile.map { try CephClusterDirectory(contentsOf: $0) } ?? CephClusterDirectory()
+        let inventory = try configuration.openstackCloud.map { cloud in
+            OpenStackInventory(configuration: try CloudConfiguration.load(cloud: cloud == "env" ? nil : cloud), logger: logger)
+        }
         publisher = LifeboatPublisher(settings: configuration.amqp, topology: topology, logger: logger)
         let intakeConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology,
                                           queues: [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications],
                                           prefetch: configuration.prefetch, name: "lifeboat-intake", logger: logger)
         let requests: any RequestHandler = repository.map {
             JobPlanner(repository: $0, settings: .init(rangeBytes: configuration.rangeBytes, fileSourceRoots: configuration.fileSourceRoots,
-                                                        restoreRoots: configuration.restoreRoots), hypervisors: hypervisors, clusters: clusters)
+                                                        restoreRoots: configuration.restoreRoots), hypervisors: hypervisors, clusters: clusters,
+                       inventory: inventory)
         } ?? AcceptOnlyRequestHandler()
         // The operator's protection policies, unless the embedding program brings its own handler.
         let policies: (any NotificationHandler)? = try configuration.policiesFile.map { try ProtectionPolicies(contentsOf: $0, logger: logger) }
@@ -42,7 +47,7 @@ public final class Worker: Sendable {
         if let repository {
             let taskConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology, queues: [LifeboatTopology.Queue.tasks],
                                             prefetch: configuration.taskConcurrency, name: "lifeboat-tasks", logger: logger)
-            taskRunner = TaskRunner(consumer: taskConsumer, publisher: publisher, repository: repository, hypervisors: hypervisors, clusters: clusters,
+            taskRunner = TaskRunner(consumer: taskConsumer, publisher: publisher, repository: repository, hypervisors: hypervisors, clusters: clusters, inventory: inventory,
                                     rangeBytes: configuration.rangeBytes, sourceConcurrency: configuration.sourceConcurrency,
                                     maxAttempts: configuration.taskAttempts, logger: logger)
             consumers = [intakeConsumer, taskConsumer]

@@ -25,6 +25,7 @@ import Publisher
 /// | `LIFEBOAT_HYPERVISORS` | JSON file of the hypervisors the libvirt strategy may reach, with their SSH credentials (see `HypervisorDirectory`) | none |
 /// | `LIFEBOAT_CEPH_CLUSTERS` | JSON file of the Ceph clusters the RBD strategy may reach, with their ceph.conf, user and keyring (see `CephClusterDirectory`) | none |
 /// | `LIFEBOAT_POLICIES` | JSON file of the protection policies that instance notifications are matched against (see `ProtectionPolicies`) | none: notifications are read and ignored |
+/// | `LIFEBOAT_OPENSTACK_CLOUD` | the cloud in clouds.yaml (found as openstacksdk finds it) of Lifeboat's own admin account, or `env` for the `OS_*` variables: requests without a source are resolved through Nova, and servers' metadata is saved with their backups | none |
 /// | `LIFEBOAT_NOTIFICATIONS` | `exchange=key,key;exchange=key`; empty to bind none | `nova=versioned_notifications.info,notifications.info` |
 public struct WorkerConfiguration: Sendable {
     public var amqp: AMQPSettings
@@ -40,12 +41,14 @@ public struct WorkerConfiguration: Sendable {
     public var hypervisorsFile: String?
     public var cephClustersFile: String?
     public var policiesFile: String?
+    public var openstackCloud: String?
     public var sourceConcurrency: Int
 
     public init(amqp: AMQPSettings, prefetch: UInt16 = 32, notificationSources: [LifeboatTopology.NotificationSource] = [.nova],
                 repositoryPath: String? = nil, repositoryPassphrase: String? = nil, rangeBytes: UInt64 = 256 << 20,
                 taskAttempts: Int = 5, taskConcurrency: UInt16 = 2, fileSourceRoots: [String] = [], restoreRoots: [String] = [], hypervisorsFile: String? = nil,
-                cephClustersFile: String? = nil, policiesFile: String? = nil, sourceConcurrency: Int = 2) {
+                cephClustersFile: String? = nil, policiesFile: String? = nil, openstackCloud: String? = nil,
+                sourceConcurrency: Int = 2) {
         self.amqp = amqp
         self.prefetch = prefetch
         self.notificationSources = notificationSources
@@ -59,6 +62,7 @@ public struct WorkerConfiguration: Sendable {
         self.hypervisorsFile = hypervisorsFile
         self.cephClustersFile = cephClustersFile
         self.policiesFile = policiesFile
+        self.openstackCloud = openstackCloud
         self.sourceConcurrency = sourceConcurrency
     }
 
@@ -91,7 +95,7 @@ public struct WorkerConfiguration: Sendable {
             taskConcurrency: UInt16(try number("LIFEBOAT_TASK_CONCURRENCY", 2, 1...256)),
             fileSourceRoots: paths(environment["LIFEBOAT_FILE_SOURCES"]), restoreRoots: paths(environment["LIFEBOAT_RESTORE_DIRECTORIES"]),
             hypervisorsFile: environment["LIFEBOAT_HYPERVISORS"], cephClustersFile: environment["LIFEBOAT_CEPH_CLUSTERS"],
-            policiesFile: environment["LIFEBOAT_POLICIES"],
+            policiesFile: environment["LIFEBOAT_POLICIES"], openstackCloud: environment["LIFEBOAT_OPENSTACK_CLOUD"],
             sourceConcurrency: try number("LIFEBOAT_SOURCE_CONCURRENCY", 2, 1...256))
     }
 

@@ -32,11 +32,14 @@ struct LibvirtStrategy: Sendable {
     let logger: Logger
     /// For the domains' RBD disks.
     let rbd: RBDStrategy
+    /// For the metadata of domains that are Nova servers.
+    let inventory: OpenStackInventory?
 
     init(repository: Repository, hypervisors: HypervisorDirectory, clusters: CephClusterDirectory = CephClusterDirectory(),
-         rangeBytes: UInt64, logger: Logger) {
+         inventory: OpenStackInventory? = nil, rangeBytes: UInt64, logger: Logger) {
         self.repository = repository
         self.hypervisors = hypervisors
+        self.inventory = inventory
         self.rangeBytes = rangeBytes
         self.logger = logger
         self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
@@ -161,9 +164,12 @@ struct LibvirtStrategy: Sendable {
             diskFiles: originals.files, diskFormats: originals.formats, overlays: overlays, consistency: consistency,
             pushTargets: freeze.checkpoint.map { _ in frozen }, checkpoint: freeze.checkpoint?.name)
         let ranges = BackupPlan.ranges(planned, step: step)
+        // A Nova server's metadata, read after the snapshot (what the frozen disks belong to).
+        let record = try order.instance.flatMap { instance in try inventory?.server(instance).map { try inventory!.record(of: $0) } }
+        if let record { details["flavor"] = record.server.flavor.originalName ?? record.flavor?.name ?? "?" }
         let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned, rangeCount: ranges.count,
                               totalBytes: ranges.reduce(0) { $0 + $1.range.length }, plannedAt: order.plannedAt, libvirt: source,
-                              rbd: rbdSource)
+                              rbd: rbdSource, openstack: record)
         return (plan, details)
     }
 
