@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Publisher
 import Repository
+import Synchronization
 
 /// The Ceph strategy: RBD images (Cinder volumes, Nova ephemeral disks, Glance images) read
 /// through librbd in user space.
@@ -27,6 +28,8 @@ struct RBDStrategy: Sendable {
     let clusters: CephClusterDirectory
     let rangeBytes: UInt64
     let logger: Logger
+    /// Images restores write into, kept open between their range tasks.
+    private let restoring = OpenImages()
 
     var step: UInt64 { BackupPlan.step(rangeBytes, chunkSize: repository.chunkSize) }
 
@@ -275,7 +278,9 @@ struct RBDStrategy: Sendable {
             try withCluster(target.cluster) { cluster in
                 let pool = try cluster.pool(target.pool)
                 let size = try repository.diskSize(backup: plan.backupId, disk: disk)
-                let image = try openForRestore(pool, Self.workingImage(target, disk: disk, job: task.job), size: size)
+                let working = Self.workingImage(target, disk: disk, job: task.job)
+                let key = "\(target.cluster)/\(target.pool)/\(working)"
+                let image = try restoring.image(key) { try openForRestore(pool, working, size: size) }
                 if try image.metadata(Self.markerPrefix + "\(range.offset)") == nil {
                     let writer = RBDAsyncWriter(image: image, bufferSize: repository.chunkSize)
                     do {
@@ -285,6 +290,7 @@ struct RBDStrategy: Sendable {
                         }
                     } catch {
                         try? writer.finish()  // no write may outlive its buffers
+                        restoring.close(key)
                         throw error
                     }
                     try writer.finish()
@@ -334,6 +340,7 @@ struct RBDStrategy: Sendable {
                 let pool = try cluster.pool(target.pool)
                 return try plan.disks.map { disk in
                     let final = target.images[disk] ?? disk, working = Self.workingImage(target, disk: disk, job: task.job)
+                    restoring.close("\(target.cluster)/\(target.pool)/\(working)")
                     if let image = try? RBDImage(pool: pool, name: working, readOnly: false) {
                         for key in try image.metadataKeys(prefix: Self.markerPrefix) { try image.removeMetadata(key) }
                     }
@@ -346,5 +353,27 @@ struct RBDStrategy: Sendable {
         }
         return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId,
                                   details: ["cluster": target.cluster, "images": images.joined(separator: ", ")]))]
+    }
+}
+
+/// Images a worker's restore tasks write into, one open handle each, kept between the tasks of
+/// a job: two handles on one image in one process would be two clients of its exclusive lock,
+/// passed back and forth between them as their writes interleave.
+private final class OpenImages: Sendable {
+    private let images = Mutex<[String: RBDImage]>([:])
+
+    /// The open image under `key`, opened by `open` on first use (under the lock: one handle).
+    func image(_ key: String, open: () throws -> RBDImage) throws -> RBDImage {
+        try images.withLock { images in
+            if let image = images[key] { return image }
+            let image = try open()
+            images[key] = image
+            return image
+        }
+    }
+
+    /// Forgets (and so closes, once no task uses it) the image under `key`.
+    func close(_ key: String) {
+        _ = images.withLock { $0.removeValue(forKey: key) }
     }
 }
