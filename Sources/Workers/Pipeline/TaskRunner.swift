@@ -34,7 +34,8 @@ public final class TaskRunner: Sendable {
     public var currentCounts: Counts { counts.withLock { $0 } }
 
     init(consumer: AMQPConsumer, publisher: LifeboatPublisher, repository: Repository, hypervisors: HypervisorDirectory,
-                clusters: CephClusterDirectory = CephClusterDirectory(), inventory: OpenStackInventory? = nil, rangeBytes: UInt64, sourceConcurrency: Int, maxAttempts: Int, logger: Logger) {
+         clusters: CephClusterDirectory, inventory: OpenStackInventory?, rangeBytes: UInt64, sourceConcurrency: Int, maxAttempts: Int,
+         logger: Logger) {
         self.limiter = SourceLimiter(limit: sourceConcurrency)
         self.consumer = consumer
         self.settler = DeliverySettler(publisher: publisher, logger: logger)
@@ -109,7 +110,9 @@ public final class TaskRunner: Sendable {
             throw TaskFailure("transfer task \(task.taskId) names no disk or range")
         }
         let repository = self.repository, libvirt = self.libvirt, rbd = self.rbd
-        let sourceHost = plan.libvirt.map { "libvirt:\($0.hypervisor)" } ?? plan.rbd.map { "ceph:\($0.cluster)" } ?? "files"
+        // Where the range is read from: a domain's RBD disks come from its Ceph cluster, not its host.
+        let sourceHost = plan.rbd.flatMap { $0.images[disk.name] != nil ? "ceph:\($0.cluster)" : nil }
+            ?? plan.libvirt.map { "libvirt:\($0.hypervisor)" } ?? "files"
         let staged = try await limiter.withSlot(sourceHost) { try await runBlocking { () -> [StagedRange] in
             // Another task's failure or a cancel abandoned the job: do not touch the source.
             guard try repository.isBegun(plan.backupId) else { throw JobAbandoned() }

@@ -165,7 +165,8 @@ struct LibvirtStrategy: Sendable {
             pushTargets: freeze.checkpoint.map { _ in frozen }, checkpoint: freeze.checkpoint?.name)
         let ranges = BackupPlan.ranges(planned, step: step)
         // A Nova server's metadata, read after the snapshot (what the frozen disks belong to).
-        let record = try order.instance.flatMap { instance in try inventory?.server(instance).map { try inventory!.record(of: $0) } }
+        var record: InstanceRecord?
+        if let inventory, let instance = order.instance, let server = try inventory.server(instance) { record = try inventory.record(of: server) }
         if let record { details["flavor"] = record.server.flavor.originalName ?? record.flavor?.name ?? "?" }
         let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned, rangeCount: ranges.count,
                               totalBytes: ranges.reduce(0) { $0 + $1.range.length }, plannedAt: order.plannedAt, libvirt: source,

@@ -298,7 +298,7 @@ struct RBDStrategy: Sendable {
                 }
                 return try plan.disks.allSatisfy { disk in
                     let name = Self.workingImage(target, disk: disk, job: task.job)
-                    guard let working = try? RBDImage(pool: pool, name: name, readOnly: true) else {
+                    guard let working = try pool.openImage(name, readOnly: true) else {
                         // Finalized already (renamed), or not started.
                         if target.overwrite { return false }
                         return try pool.imageExists(target.images[disk] ?? disk)
@@ -341,7 +341,7 @@ struct RBDStrategy: Sendable {
                 return try plan.disks.map { disk in
                     let final = target.images[disk] ?? disk, working = Self.workingImage(target, disk: disk, job: task.job)
                     restoring.close("\(target.cluster)/\(target.pool)/\(working)")
-                    if let image = try? RBDImage(pool: pool, name: working, readOnly: false) {
+                    if let image = try pool.openImage(working, readOnly: false) {
                         for key in try image.metadataKeys(prefix: Self.markerPrefix) { try image.removeMetadata(key) }
                     }
                     if !target.overwrite, try pool.imageExists(working) {
@@ -358,16 +358,19 @@ struct RBDStrategy: Sendable {
 
 /// Images a worker's restore tasks write into, one open handle each, kept between the tasks of
 /// a job: two handles on one image in one process would be two clients of its exclusive lock,
-/// passed back and forth between them as their writes interleave.
+/// passed back and forth between them as their writes interleave. A handle unused for five
+/// minutes is closed (another worker may have finished the job and renamed the image).
 private final class OpenImages: Sendable {
-    private let images = Mutex<[String: RBDImage]>([:])
+    private let images = Mutex<[String: (image: RBDImage, used: ContinuousClock.Instant)]>([:])
+    private static let idle = Duration.seconds(300)
 
     /// The open image under `key`, opened by `open` on first use (under the lock: one handle).
     func image(_ key: String, open: () throws -> RBDImage) throws -> RBDImage {
         try images.withLock { images in
-            if let image = images[key] { return image }
-            let image = try open()
-            images[key] = image
+            let now = ContinuousClock.now
+            images = images.filter { now - $0.value.used < Self.idle }
+            let image = try images[key]?.image ?? open()
+            images[key] = (image, now)
             return image
         }
     }
