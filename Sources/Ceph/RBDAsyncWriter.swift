@@ -6,7 +6,10 @@ import Foundation
 /// while one synchronous `rbd_write` per chunk would wait a full OSD round trip each.
 ///
 /// `write` copies the bytes into one of `inFlight` buffers (waiting for a free one) and returns;
-/// `finish` waits for every write, flushes, and throws the first error any of them met.
+/// `append` does the same for bytes handed over in ascending order by one thread, gathering
+/// adjacent pieces into one write per buffer (an RBD object with 4 MiB buffers: one OSD op
+/// instead of four for 1 MiB chunks); `finish` waits for every write, flushes, and throws the
+/// first error any of them met.
 public final class RBDAsyncWriter: @unchecked Sendable {
     public let image: RBDImage
     private let condition = NSCondition()
@@ -38,9 +41,44 @@ public final class RBDAsyncWriter: @unchecked Sendable {
         }
     }
 
+    /// What `append` has gathered and not yet written (only touched by the appending thread).
+    private var gathering: (offset: UInt64, buffer: UnsafeMutableRawBufferPointer, count: Int)?
+
+    /// Adds `bytes` at `offset` to the write being gathered, or starts a new one when they do
+    /// not follow it or would cross a `bufferSize` boundary. One thread, ascending offsets.
+    public func append(at offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws(CephError) {
+        let unit = UInt64(bufferSize)
+        if let current = gathering, current.offset + UInt64(current.count) == offset,
+           offset / unit == current.offset / unit, current.count + bytes.count <= bufferSize {
+            UnsafeMutableRawBufferPointer(rebasing: current.buffer[current.count...]).copyMemory(from: bytes)
+            gathering?.count += bytes.count
+            return
+        }
+        try submitGathered()
+        guard bytes.count <= bufferSize, offset % unit + UInt64(bytes.count) <= unit else {
+            return try write(at: offset, bytes)
+        }
+        let buffer = try takeBuffer()
+        UnsafeMutableRawBufferPointer(rebasing: buffer[0..<bytes.count]).copyMemory(from: bytes)
+        gathering = (offset, buffer, bytes.count)
+    }
+
+    private func submitGathered() throws(CephError) {
+        guard let current = gathering else { return }
+        gathering = nil
+        try submit(current.buffer, offset: current.offset, count: current.count)
+    }
+
     /// Queues a write of `bytes` (at most `bufferSize`) at `offset`.
     public func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws(CephError) {
         precondition(bytes.count <= bufferSize, "a write larger than the writer's buffers")
+        let buffer = try takeBuffer()
+        buffer.copyMemory(from: bytes)
+        try submit(buffer, offset: offset, count: bytes.count)
+    }
+
+    /// A free buffer, counted as pending until its write completes; waits for one.
+    private func takeBuffer() throws(CephError) -> UnsafeMutableRawBufferPointer {
         condition.lock()
         while free.isEmpty && firstError == nil { condition.wait() }
         if let firstError {
@@ -50,7 +88,11 @@ public final class RBDAsyncWriter: @unchecked Sendable {
         let buffer = free.removeLast()
         pending += 1
         condition.unlock()
-        buffer.copyMemory(from: bytes)
+        return buffer
+    }
+
+    /// Starts the aio write of `count` bytes of `buffer`; its completion gives the buffer back.
+    private func submit(_ buffer: UnsafeMutableRawBufferPointer, offset: UInt64, count: Int) throws(CephError) {
         let operation = Unmanaged.passRetained(Operation(writer: self, buffer: buffer, offset: offset))
         var completion: rbd_completion_t?
         var result = rbd_aio_create_completion(operation.toOpaque(), { completion, context in
@@ -61,7 +103,7 @@ public final class RBDAsyncWriter: @unchecked Sendable {
                                        error: written < 0 ? CephError("writing \(operation.writer.image.spec) at \(operation.offset)", code: Int32(written)) : nil)
         }, &completion)
         if result >= 0 {
-            result = rbd_aio_write(image.image, offset, bytes.count, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), completion)
+            result = rbd_aio_write(image.image, offset, count, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), completion)
             if result < 0 { rbd_aio_release(completion) }
         }
         if result < 0 {
@@ -73,11 +115,13 @@ public final class RBDAsyncWriter: @unchecked Sendable {
 
     /// Waits for every queued write, flushes the image, and throws the first failure.
     public func finish() throws(CephError) {
+        let unsent = Result { () throws(CephError) in try submitGathered() }
         condition.lock()
         while pending > 0 { condition.wait() }
         let failure = firstError
         condition.unlock()
         if let failure { throw failure }
+        try unsent.get()
         try image.flush()
     }
 

@@ -33,39 +33,6 @@ extension Repository {
         try write(index, positions: first..<max(first, end), to: fd, path: path, backup: backup, disk: disk, threads: threads)
     }
 
-    /// Hands the chunks of `[offset, offset + length)` (chunk-aligned) of the disk to a target
-    /// that takes writes from several threads at once (an RBD image): each non-zero chunk,
-    /// checked against its id, to `write`; runs of zero chunks, before any data, to `zeros`
-    /// when given (a target that may hold old bytes must clear them; a new sparse one need not).
-    public func restoreRange(backup: String, disk: String, offset: UInt64, length: UInt64, threads: Int = 0,
-                             zeros: ((_ offset: UInt64, _ length: UInt64) throws -> Void)? = nil,
-                             write: @Sendable (_ offset: UInt64, _ bytes: UnsafeRawBufferPointer) throws -> Void) throws {
-        let index = try index(backup: backup, disk: disk)
-        let size = UInt64(chunkSize)
-        let first = Int(min(offset / size, UInt64(index.entries.count)))
-        let end = min(index.entries.count, Int((offset + length + size - 1) / size))
-        let positions = first..<max(first, end)
-        if let zeros {
-            func clear(_ run: Range<Int>) throws {
-                let start = index.offset(of: run.lowerBound)
-                try zeros(start, min(index.offset(of: run.upperBound), index.diskSize) - start)
-            }
-            var run: Range<Int>?
-            for i in positions {
-                if index.entries[i].isZero {
-                    run = (run?.lowerBound ?? i)..<(i + 1)
-                } else if let done = run {
-                    try clear(done)
-                    run = nil
-                }
-            }
-            if let run { try clear(run) }
-        }
-        try forEachDataChunk(index, positions: positions, backup: backup, disk: disk, threads: threads) { _, i, plain in
-            try write(index.offset(of: i), plain)
-        }
-    }
-
     /// Sizes the file to the disk (growing only), writes the non-zero chunks among `positions`
     /// (zero chunks stay holes), checks each against its id, and fsyncs.
     private func write(_ index: DiskIndex, positions range: Range<Int>, to fd: Int32, path: String, backup: String, disk: String,
@@ -74,23 +41,6 @@ extension Repository {
         if fstat(fd, &status) == 0, UInt64(status.st_size) < index.diskSize, ftruncate(fd, off_t(index.diskSize)) != 0 {
             throw POSIX.error("ftruncate", path)
         }
-        let positions = range.filter { !index.entries[$0].isZero }
-        try forEachDataChunk(index, positions: range, backup: backup, disk: disk, threads: threads) { n, i, plain in
-            try POSIX.pwriteAll(fd, plain, at: index.offset(of: i), path: path)
-            POSIX.startWriteback(fd, offset: index.offset(of: i), length: plain.count)
-            if n >= Self.writeBehindLag {
-                let old = positions[n - Self.writeBehindLag]
-                POSIX.writeBehind(fd, offset: index.offset(of: old), length: index.length(of: old))
-            }
-        }
-        try POSIX.fsync(fd, path: path)
-    }
-
-    /// Loads and checks the non-zero chunks among `positions` on `threads` threads and hands
-    /// each to `body` with its number among them, its position and its bytes. A damaged or
-    /// missing chunk stops it with `RepositoryError.damagedChunk`.
-    private func forEachDataChunk(_ index: DiskIndex, positions range: Range<Int>, backup: String, disk: String, threads: Int,
-                                  _ body: @Sendable (Int, Int, UnsafeRawBufferPointer) throws -> Void) throws {
         let positions = range.filter { !index.entries[$0].isZero }
         try Parallel.forEach(count: positions.count, threads: threads > 0 ? threads : Parallel.defaultThreads,
                              makeState: { self.makeCodec() }) { n, codec in
@@ -103,8 +53,14 @@ extension Repository {
                 throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
                                                                 offset: index.offset(of: i), problem: error))
             }
-            try body(n, i, plain)
+            try POSIX.pwriteAll(fd, plain, at: index.offset(of: i), path: path)
+            POSIX.startWriteback(fd, offset: index.offset(of: i), length: plain.count)
+            if n >= Self.writeBehindLag {
+                let old = positions[n - Self.writeBehindLag]
+                POSIX.writeBehind(fd, offset: index.offset(of: old), length: index.length(of: old))
+            }
         }
+        try POSIX.fsync(fd, path: path)
     }
 
     /// Chunks a restore writes before it waits for the writeback of an earlier one and drops

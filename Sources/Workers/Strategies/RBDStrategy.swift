@@ -282,11 +282,14 @@ struct RBDStrategy: Sendable {
                 let key = "\(target.cluster)/\(target.pool)/\(working)"
                 let image = try restoring.image(key) { try openForRestore(pool, working, size: size) }
                 if try image.metadata(Self.markerPrefix + "\(range.offset)") == nil {
-                    let writer = RBDAsyncWriter(image: image, bufferSize: repository.chunkSize)
+                    // Over an existing image the range is cleared first: the backup's zero chunks
+                    // are not written, and the old bytes must not show through.
+                    if target.overwrite { try image.discard(at: range.offset, length: min(range.length, size - range.offset)) }
+                    // Chunks in order, gathered into object-sized aio writes.
+                    let writer = RBDAsyncWriter(image: image, inFlight: 8, bufferSize: 4 << 20)
                     do {
-                        try repository.restoreRange(backup: plan.backupId, disk: disk, offset: range.offset, length: range.length,
-                                                    zeros: target.overwrite ? { try image.discard(at: $0, length: $1) } : nil) { offset, bytes in
-                            try writer.write(at: offset, bytes)
+                        try repository.streamDisk(backup: plan.backupId, disk: disk, offset: range.offset, length: range.length) { offset, bytes in
+                            try writer.append(at: offset, bytes)
                         }
                     } catch {
                         try? writer.finish()  // no write may outlive its buffers
