@@ -13,8 +13,8 @@ import Synchronization
 /// `conf`, `user` and `keyring` are what cinder.conf calls `rbd_ceph_conf`, `rbd_user` and the
 /// user's keyring. Optional: `options` (Ceph client options that override the file's, e.g.
 /// `rados_osd_op_timeout`), `readsInFlight` (8), `openstackBackends` (the Cinder backends and
-/// Nova `images_rbd` clusters whose RBD images live here, for the OpenStack side to pick the
-/// provider of a volume).
+/// Nova `images_rbd` clusters whose RBD images live here: read, not used yet — today a domain's
+/// RBD disks come from its hypervisor's `cephCluster`).
 ///
 /// Connections are made on first use and kept: one librados connection per cluster serves
 /// every task of the worker. A connection that timed out is dropped and made again.
@@ -69,11 +69,6 @@ public struct CephClusterDirectory: Sendable {
                 : "no Ceph cluster named \(name) is configured (LIFEBOAT_CEPH_CLUSTERS has \(entries.keys.sorted().joined(separator: ", ")))")
         }
         return entry
-    }
-
-    /// The cluster whose `openstackBackends` lists `backend`.
-    public func cluster(forBackend backend: String) -> Entry? {
-        entries.values.first { $0.openstackBackends?.contains(backend) == true }
     }
 
     /// The kept connection to `name`, connecting first if there is none. Blocks.

@@ -17,7 +17,6 @@ public final class RBDImageSource: StreamingBlockSource {
     /// Reads in flight (the notes measured 8–16 as the fastest on one OSD).
     public let readsInFlight: Int
     public private(set) var bytesRead: UInt64 = 0
-    public private(set) var extentsListed: [RBDExtent] = []
 
     static let readUnit: UInt64 = 4 << 20
 
@@ -31,9 +30,8 @@ public final class RBDImageSource: StreamingBlockSource {
     public func extents(offset: UInt64, length: UInt64) throws -> [Range<UInt64>] {
         let end = min(size, offset + length)
         guard offset < end else { return [] }
-        extentsListed = try image.changedExtents(since: since, offset: offset, length: end - offset)
         var merged: [Range<UInt64>] = []
-        for extent in extentsListed {
+        for extent in try image.changedExtents(since: since, offset: offset, length: end - offset) {
             let clipped = max(offset, extent.range.lowerBound)..<min(end, extent.range.upperBound)
             guard !clipped.isEmpty else { continue }
             if let last = merged.last, last.upperBound >= clipped.lowerBound {
