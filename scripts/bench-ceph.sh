@@ -80,11 +80,13 @@ timed_backup() {
     grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/$1.results" || die "backup $1 did not succeed: $(tail -n 2 "$LIFEBOAT_RUN_DIR/$1.results")"
     seconds "$t0" "$t1"
 }
-# BENCH_PERF=1: a CPU profile of the worker during the full, in $LIFEBOAT_RUN_DIR/perf.data.
+# BENCH_PERF=full|restore: a CPU profile of the worker during that step, in $LIFEBOAT_RUN_DIR/perf.data.
 PERF=""
-[ -z "${BENCH_PERF:-}" ] || { perf record -F 499 -g -p "$WORKER" -o "$LIFEBOAT_RUN_DIR/perf.data" >/dev/null 2>&1 & PERF=$!; sleep 1; }
+profile() { [ "${BENCH_PERF:-}" != "$1" ] || { perf record -F 499 -g -p "$WORKER" -o "$LIFEBOAT_RUN_DIR/perf.data" >/dev/null 2>&1 & PERF=$!; sleep 1; }; }
+profiled() { [ -z "$PERF" ] || { kill -INT "$PERF"; wait "$PERF" || true; PERF=""; }; }
+profile full
 full_s=$(timed_backup bench-full full bench)
-[ -z "$PERF" ] || { kill -INT "$PERF"; wait "$PERF" || true; }
+profiled
 echo "Lifeboat full: $full_s s"
 
 log "2. 1 % rewritten (10 x 4 MiB, unaligned): Benji differential, Lifeboat incremental"
@@ -108,12 +110,14 @@ t0=$(now); "${RBD[@]}" import --no-progress "$LIFEBOAT_RUN_DIR/import.raw" volum
 import_s=$(seconds "$t0" "$t1")
 rm -f "$LIFEBOAT_RUN_DIR/import.raw"
 sync
+profile restore
 t0=$(now)
 "$LIFEBOAT" restore --project bench --backup bench-incr --user bench --to-rbd bench:volumes --image-prefix restored- \
     --follow --json --timeout 3600 >"$LIFEBOAT_RUN_DIR/restore.results"
 t1=$(now)
 grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/restore.results" || die "the restore did not succeed"
 restore_s=$(seconds "$t0" "$t1")
+profiled
 [ "$("${RBD[@]}" export --no-progress volumes/restored-bench - | sha256sum | cut -d' ' -f1)" = "$expected" ] ||
     die "the restored image differs from the backed-up snapshot"
 echo "rbd import: $import_s s, Lifeboat restore: $restore_s s"
