@@ -136,18 +136,7 @@ final class LibvirtPipelineTests: XCTestCase {
         if let directory { try? FileManager.default.removeItem(at: directory) }
     }
 
-    private func results(of job: String, until status: ResultStatus, seconds: Double = 180) async throws -> [JobResult] {
-        try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: seconds) { deliveries in
-            deliveries.contains {
-                guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body) else { return false }
-                return result.job?.jobId == job && (result.status == status || result.status == .failed || result.status == .rejected)
-            }
-        }).filter { $0.job?.jobId == job }
-    }
 
-    private func summary(_ results: [JobResult]) -> String {
-        results.map { "\($0.status.rawValue) \($0.reason ?? "") \($0.details ?? [:])" }.joined(separator: "\n")
-    }
 
     func testQcow2FullAndTwoIncrementals() async throws { try await fullAndIncrementals(format: "qcow2") }
 
@@ -192,8 +181,8 @@ final class LibvirtPipelineTests: XCTestCase {
         for domain in [off, running] {
             try await publisher.send(BackupRequest(requestId: "\(domain)-b", project: "p1", instance: domain, mode: .incremental,
                                                    source: .libvirt(host: "hv\(hosts[0])", domain: domain, disks: nil)))
-            let outcome = try await results(of: "\(domain)-b", until: .succeeded)
-            XCTAssertEqual(outcome.last?.status, .succeeded, summary(outcome))
+            let outcome = try await LifeboatQueues.results(of: "\(domain)-b", until: .succeeded)
+            XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
             XCTAssertEqual(outcome.first { $0.status == .started }?.details?["consistency"], domain == off ? "shut-off" : "crash-consistent")
         }
         await publisher.shutdown()
@@ -241,15 +230,15 @@ final class LibvirtPipelineTests: XCTestCase {
             }
             expected[job] = try model.digest()
             try await publisher.send(BackupRequest(requestId: job, project: "p1", instance: domain, mode: .incremental, source: source))
-            let outcome = try await results(of: job, until: .succeeded)
-            XCTAssertEqual(outcome.last?.status, .succeeded, summary(outcome))
+            let outcome = try await LifeboatQueues.results(of: job, until: .succeeded)
+            XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
             let started = outcome.first { $0.status == .started }
             XCTAssertEqual(started?.details?["consistency"], "crash-consistent", "no guest agent in the test VM")
             if n == 0 {
                 XCTAssertEqual(started?.details?["parent"], "none")
                 XCTAssertNotNil(started?.details?["fallback"], "a first backup is a full and says why")
             } else {
-                XCTAssertEqual(started?.details?["parent"], "\(domain)-b\(n)", summary(outcome))
+                XCTAssertEqual(started?.details?["parent"], "\(domain)-b\(n)", LifeboatQueues.summary(outcome))
                 let stored = UInt64(outcome.last?.details?["newStoredBytes"] ?? "") ?? .max
                 XCTAssertLessThanOrEqual(stored, 4 << 20, "an incremental stores about what changed")
             }
@@ -274,8 +263,8 @@ final class LibvirtPipelineTests: XCTestCase {
             let target = directory.appendingPathComponent("restore-\(job)").path
             try await publisher.send(RestoreRequest(requestId: "r-\(job)", project: "p1", backupId: job,
                                                     target: .files(directory: target, format: .raw), requestedBy: Principal(userId: "u1")))
-            let restored = try await results(of: "r-\(job)", until: .succeeded)
-            XCTAssertEqual(restored.last?.status, .succeeded, summary(restored))
+            let restored = try await LifeboatQueues.results(of: "r-\(job)", until: .succeeded)
+            XCTAssertEqual(restored.last?.status, .succeeded, LifeboatQueues.summary(restored))
             XCTAssertEqual(try sha256(of: "\(target)/vda.img"), digest, "\(job) restores the guest view at its snapshot")
         }
 
@@ -284,8 +273,8 @@ final class LibvirtPipelineTests: XCTestCase {
         try await publisher.send(RestoreRequest(requestId: "r-\(copy)", project: "p1", backupId: "\(domain)-b3",
                                                 target: .libvirt(host: "hv\(hosts[1])", name: copy, storageDirectory: nil, start: true),
                                                 requestedBy: Principal(userId: "u1")))
-        let defined = try await results(of: "r-\(copy)", until: .succeeded)
-        XCTAssertEqual(defined.last?.status, .succeeded, summary(defined))
+        let defined = try await LifeboatQueues.results(of: "r-\(copy)", until: .succeeded)
+        XCTAssertEqual(defined.last?.status, .succeeded, LifeboatQueues.summary(defined))
         let state = try await TestHypervisors.run(["virsh", "\(hosts[1])", "domstate", copy])
         XCTAssertEqual(state.trimmingCharacters(in: .whitespacesAndNewlines), "running")
         let restoredDigest = try await guestViewDigest(host: hosts[1], image: "\(copy)-vda.\(format)")

@@ -53,13 +53,8 @@ final class NovaServerBackupTests: XCTestCase {
             let id = "nova-\(suffix)-b\(step)"
             try await publisher.send(BackupRequest(requestId: id, project: "p1", instance: server, mode: .incremental,
                                                    source: .libvirt(host: "hv\(host)", domain: domain, disks: nil)))
-            let outcome = try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: 240) { deliveries in
-                deliveries.contains {
-                    guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body) else { return false }
-                    return result.job?.jobId == id && [.succeeded, .failed, .rejected].contains(result.status)
-                }
-            }).filter { $0.job?.jobId == id }
-            let text = outcome.map { "\($0.status.rawValue) \($0.reason ?? "") \($0.details ?? [:])" }.joined(separator: "\n")
+            let outcome = try await LifeboatQueues.results(of: id, until: .succeeded, seconds: 240)
+            let text = LifeboatQueues.summary(outcome)
             XCTAssertEqual(outcome.last?.status, .succeeded, text)
             XCTAssertEqual(outcome.first { $0.status == .started }?.details?["parent"], step == 0 ? "none" : "nova-\(suffix)-b0", text)
             // What each disk held at the snapshot: the frozen file below the new overlay, the RBD snapshot.

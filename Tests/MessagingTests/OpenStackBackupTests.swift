@@ -58,38 +58,29 @@ final class OpenStackBackupTests: XCTestCase {
         let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20, hypervisors: hypervisors,
                                        cephClusters: try TestCephCluster.clusterFile(in: directory), openstackCloud: "lifeboat-admin")
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
-        func outcome(_ id: String) async throws -> [JobResult] {
-            try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: 240) { deliveries in
-                deliveries.contains {
-                    guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body) else { return false }
-                    return result.job?.jobId == id && [.succeeded, .failed, .rejected].contains(result.status)
-                }
-            }).filter { $0.job?.jobId == id }
-        }
-        func text(_ results: [JobResult]) -> String { results.map { "\($0.status.rawValue) \($0.reason ?? "") \($0.details ?? [:])" }.joined(separator: "\n") }
 
         // No source: Nova says where the server runs.
         try await publisher.send(BackupRequest(requestId: "os-\(suffix)", project: demo, instance: server, mode: .incremental))
-        let backup = try await outcome("os-\(suffix)")
-        XCTAssertEqual(backup.last?.status, .succeeded, text(backup))
+        let backup = try await LifeboatQueues.results(of: "os-\(suffix)", until: .succeeded, seconds: 240)
+        XCTAssertEqual(backup.last?.status, .succeeded, LifeboatQueues.summary(backup))
         // The same server claimed for another project is refused.
         try await publisher.send(BackupRequest(requestId: "os-\(suffix)-wrong", project: "another-project", instance: server, mode: .full))
-        let wrong = try await outcome("os-\(suffix)-wrong")
-        XCTAssertEqual(wrong.last?.status, .rejected, text(wrong))
-        XCTAssertTrue(wrong.last?.reason?.contains("is not in project another-project") == true, text(wrong))
+        let wrong = try await LifeboatQueues.results(of: "os-\(suffix)-wrong", until: .succeeded, seconds: 240)
+        XCTAssertEqual(wrong.last?.status, .rejected, LifeboatQueues.summary(wrong))
+        XCTAssertTrue(wrong.last?.reason?.contains("is not in project another-project") == true, LifeboatQueues.summary(wrong))
 
         // Restores: bob (a member of demo) may; alice (of another domain, not a member) may not.
         try await publisher.send(RestoreRequest(requestId: "os-\(suffix)-bob", project: demo, backupId: "os-\(suffix)",
                                                 target: .files(directory: directory.path, format: .raw), disks: nil,
                                                 requestedBy: Principal(userId: bobID)))
-        let allowed = try await outcome("os-\(suffix)-bob")
-        XCTAssertEqual(allowed.last?.status, .succeeded, text(allowed))
+        let allowed = try await LifeboatQueues.results(of: "os-\(suffix)-bob", until: .succeeded, seconds: 240)
+        XCTAssertEqual(allowed.last?.status, .succeeded, LifeboatQueues.summary(allowed))
         try await publisher.send(RestoreRequest(requestId: "os-\(suffix)-alice", project: demo, backupId: "os-\(suffix)",
                                                 target: .files(directory: directory.path, format: .raw), disks: nil,
                                                 requestedBy: Principal(userId: aliceID)))
-        let refused = try await outcome("os-\(suffix)-alice")
-        XCTAssertEqual(refused.last?.status, .rejected, text(refused))
-        XCTAssertTrue(refused.last?.reason?.contains("is not a member of project \(demo)") == true, text(refused))
+        let refused = try await LifeboatQueues.results(of: "os-\(suffix)-alice", until: .succeeded, seconds: 240)
+        XCTAssertEqual(refused.last?.status, .rejected, LifeboatQueues.summary(refused))
+        XCTAssertTrue(refused.last?.reason?.contains("is not a member of project \(demo)") == true, LifeboatQueues.summary(refused))
         await publisher.shutdown()
         await worker.stop()
 

@@ -48,14 +48,6 @@ final class PipelineTests: XCTestCase {
     }
 
     /// Results of `job` until one has `status` (bounded).
-    private func results(of job: String, until status: ResultStatus, seconds: Double = 120) async throws -> [JobResult] {
-        try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: seconds) { deliveries in
-            deliveries.contains {
-                guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body) else { return false }
-                return result.job?.jobId == job && (result.status == status || result.status == .failed || result.status == .rejected)
-            }
-        }).filter { $0.job?.jobId == job }
-    }
 
     func testTwoWorkersShareTheRangesAndEveryRestorePointIsBitIdentical() async throws {
         let image = try makeImage(size: 1 << 30)
@@ -67,7 +59,7 @@ final class PipelineTests: XCTestCase {
 
         try await publisher.send(BackupRequest(requestId: "pipe-full", project: "p1", instance: "vm-pipe", mode: .incremental,
                                                source: .files(disks: [LocalDisk(name: "vda", path: image, format: .raw)])))
-        let full = try await results(of: "pipe-full", until: .succeeded)
+        let full = try await LifeboatQueues.results(of: "pipe-full", until: .succeeded)
         XCTAssertEqual(full.last?.status, .succeeded, "\(full.map { "\($0.status) \($0.reason ?? "")" })")
         XCTAssertEqual(full.first?.details?["fallback"], "full: no earlier backup of this instance")
         let progress = full.compactMap(\.progress)
@@ -84,7 +76,7 @@ final class PipelineTests: XCTestCase {
         let modified = try sha256(image)
         try await publisher.send(BackupRequest(requestId: "pipe-incr", project: "p1", instance: "vm-pipe", mode: .incremental,
                                                source: .files(disks: [LocalDisk(name: "vda", path: image, format: .raw)])))
-        let incremental = try await results(of: "pipe-incr", until: .succeeded)
+        let incremental = try await LifeboatQueues.results(of: "pipe-incr", until: .succeeded)
         XCTAssertEqual(incremental.last?.status, .succeeded)
         XCTAssertEqual(incremental.last?.details?["parent"], "pipe-full")
         let newStored = UInt64(incremental.last?.details?["newStoredBytes"] ?? "") ?? .max
@@ -94,7 +86,7 @@ final class PipelineTests: XCTestCase {
             let target = directory.appendingPathComponent(job).path
             try await publisher.send(RestoreRequest(requestId: job, project: "p1", backupId: backup,
                                                     target: .files(directory: target, format: .raw), requestedBy: Principal(userId: "u1")))
-            let restored = try await results(of: job, until: .succeeded)
+            let restored = try await LifeboatQueues.results(of: job, until: .succeeded)
             XCTAssertEqual(restored.last?.status, .succeeded, "\(restored.map { "\($0.status) \($0.reason ?? "")" })")
             XCTAssertEqual(try sha256("\(target)/vda.img"), want, "\(backup) restores bit-identically")
         }
@@ -125,7 +117,7 @@ final class PipelineTests: XCTestCase {
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         try await publisher.send(BackupRequest(requestId: "qcow2-full", project: "p1", instance: "vm-q", mode: .full,
                                                source: .files(disks: [LocalDisk(name: "vda", path: image, format: .qcow2)])))
-        let backup = try await results(of: "qcow2-full", until: .succeeded)
+        let backup = try await LifeboatQueues.results(of: "qcow2-full", until: .succeeded)
         XCTAssertEqual(backup.last?.status, .succeeded, "\(backup.map { "\($0.status) \($0.reason ?? "")" })")
         XCTAssertEqual(backup.compactMap(\.progress).map(\.bytesTotal).max(), 1 << 30, "the guest-visible size, not the file's")
 
@@ -133,7 +125,7 @@ final class PipelineTests: XCTestCase {
             let target = directory.appendingPathComponent("restore-\(format.rawValue)").path
             try await publisher.send(RestoreRequest(requestId: "qcow2-to-\(format.rawValue)", project: "p1", backupId: "qcow2-full",
                                                     target: .files(directory: target, format: format), requestedBy: Principal(userId: "u1")))
-            let restored = try await results(of: "qcow2-to-\(format.rawValue)", until: .succeeded)
+            let restored = try await LifeboatQueues.results(of: "qcow2-to-\(format.rawValue)", until: .succeeded)
             XCTAssertEqual(restored.last?.status, .succeeded, "\(restored.map { "\($0.status) \($0.reason ?? "")" })")
             let back = directory.appendingPathComponent("back-\(format.rawValue).raw").path
             let status = try await runProcess("/usr/bin/qemu-img", ["convert", "-O", "raw", "\(target)/\(file)", back])
@@ -158,7 +150,7 @@ final class PipelineTests: XCTestCase {
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         try await publisher.publish(TaskEvent(taskId: "poison.transfer.vda.0", job: job, kind: .transfer, disk: "vda",
                                               range: ByteRange(offset: 0, length: 1 << 20), parameters: TaskEvent.parameters(plan)))
-        let outcome = try await results(of: "poison", until: .failed)
+        let outcome = try await LifeboatQueues.results(of: "poison", until: .failed)
         await publisher.shutdown()
         await worker.stop()
         let failure = try XCTUnwrap(outcome.last)

@@ -92,30 +92,26 @@ final class RBDPipelineTests: XCTestCase {
         if let directory { try? FileManager.default.removeItem(at: directory) }
     }
 
-    private func results(of job: String, until status: ResultStatus, seconds: Double = 180) async throws -> [JobResult] {
-        try LifeboatQueues.results(try await consume(LifeboatTopology.Queue.results, seconds: seconds) { deliveries in
-            deliveries.contains {
-                guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body) else { return false }
-                return result.job?.jobId == job && (result.status == status || result.status == .failed || result.status == .rejected)
-            }
-        }).filter { $0.job?.jobId == job }
-    }
 
-    private func summary(_ results: [JobResult]) -> String {
-        results.map { "\($0.status.rawValue) \($0.reason ?? "") \($0.details ?? [:])" }.joined(separator: "\n")
+
+    /// SHA-256 of disk vda of `backup`, restored to a file.
+    private func restoredDigest(_ repositoryPath: String, backup: String) throws -> String {
+        let file = directory.appendingPathComponent("\(backup).img").path
+        try Repository.open(path: repositoryPath).restore(backup: backup, disk: "vda", to: file)
+        return try sha256(of: file)
     }
 
     private func backup(_ publisher: LifeboatPublisher, _ id: String, instance: String, disks: [RBDDisk]) async throws -> [JobResult] {
         try await publisher.send(BackupRequest(requestId: id, project: "p1", instance: instance, mode: .incremental,
                                                source: .rbd(cluster: "ceph-test", disks: disks)))
-        return try await results(of: id, until: .succeeded)
+        return try await LifeboatQueues.results(of: id, until: .succeeded)
     }
 
     private func restore(_ publisher: LifeboatPublisher, _ id: String, backup: String, prefix: String?, overwrite: Bool = false) async throws -> [JobResult] {
         try await publisher.send(RestoreRequest(requestId: id, project: "p1", backupId: backup,
                                                 target: .rbd(cluster: "ceph-test", pool: TestCephCluster.pool, imagePrefix: prefix, overwrite: overwrite),
                                                 requestedBy: Principal(userId: "u1")))
-        return try await results(of: id, until: .succeeded)
+        return try await LifeboatQueues.results(of: id, until: .succeeded)
     }
 
     /// A full and two incrementals of a two-disk instance with writes (and a discard) between
@@ -137,9 +133,9 @@ final class RBDPipelineTests: XCTestCase {
         for step in 0..<3 {
             let id = "rbd-b\(step)"
             let outcome = try await backup(publisher, id, instance: "vm-rbd", disks: disks)
-            XCTAssertEqual(outcome.last?.status, .succeeded, summary(outcome))
+            XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
             let started = outcome.first { $0.status == .started }?.details ?? [:]
-            XCTAssertEqual(started["parent"], step == 0 ? "none" : "rbd-b\(step - 1)", summary(outcome))
+            XCTAssertEqual(started["parent"], step == 0 ? "none" : "rbd-b\(step - 1)", LifeboatQueues.summary(outcome))
             if step == 0 { XCTAssertEqual(started["fallback"], "full: no earlier backup of this instance") }
             digests[id] = [:]
             for (disk, image) in [("vda", root), ("vdb", data)] {
@@ -152,14 +148,14 @@ final class RBDPipelineTests: XCTestCase {
         }
         // Nothing changed since rbd-b2: no range is read at all.
         let unchanged = try await backup(publisher, "rbd-b3", instance: "vm-rbd", disks: disks)
-        XCTAssertEqual(unchanged.last?.status, .succeeded, summary(unchanged))
-        XCTAssertEqual(unchanged.first { $0.status == .started }?.details?["changedObjectBytes"], "0", summary(unchanged))
+        XCTAssertEqual(unchanged.last?.status, .succeeded, LifeboatQueues.summary(unchanged))
+        XCTAssertEqual(unchanged.first { $0.status == .started }?.details?["changedObjectBytes"], "0", LifeboatQueues.summary(unchanged))
         XCTAssertFalse(unchanged.contains { $0.task?.kind == .transfer }, "no transfer task for an unchanged image")
         digests["rbd-b3"] = digests["rbd-b2"]
 
         for (n, backupId) in digests.keys.sorted().enumerated() {
             let outcome = try await restore(publisher, "rbd-r\(n)", backup: backupId, prefix: "lb-restored-\(n)-")
-            XCTAssertEqual(outcome.last?.status, .succeeded, summary(outcome))
+            XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
             for (disk, image) in [("vda", root), ("vdb", data)] {
                 images.append("lb-restored-\(n)-\(image)")
                 let restored = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/lb-restored-\(n)-\(image)")
@@ -168,11 +164,11 @@ final class RBDPipelineTests: XCTestCase {
         }
         // A new image is never written over: the same names again are refused...
         let again = try await restore(publisher, "rbd-again", backup: "rbd-b0", prefix: "lb-restored-0-")
-        XCTAssertEqual(again.last?.status, .rejected, summary(again))
-        XCTAssertTrue(again.last?.reason?.contains("already exists") == true, summary(again))
+        XCTAssertEqual(again.last?.status, .rejected, LifeboatQueues.summary(again))
+        XCTAssertTrue(again.last?.reason?.contains("already exists") == true, LifeboatQueues.summary(again))
         // ...unless the request says so: the original images go back to the first point.
         let back = try await restore(publisher, "rbd-overwrite", backup: "rbd-b0", prefix: nil, overwrite: true)
-        XCTAssertEqual(back.last?.status, .succeeded, summary(back))
+        XCTAssertEqual(back.last?.status, .succeeded, LifeboatQueues.summary(back))
         for (disk, image) in [("vda", root), ("vdb", data)] {
             let now = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/\(image)")
             XCTAssertEqual(now, digests["rbd-b0"]?[disk], "\(image) overwritten with rbd-b0")
@@ -195,20 +191,18 @@ final class RBDPipelineTests: XCTestCase {
         let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 16 << 20, cephClusters: try TestCephCluster.clusterFile(in: directory))
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         let first = try await backup(publisher, "gone-b0", instance: "vm-gone", disks: disks)
-        XCTAssertEqual(first.last?.status, .succeeded, summary(first))
+        XCTAssertEqual(first.last?.status, .succeeded, LifeboatQueues.summary(first))
         try await TestCephCluster.rbd(["snap", "rm", "--no-progress", "\(TestCephCluster.pool)/\(image)@lifeboat-gone-b0"])
         try await TestCephCluster.edit(image, ["random:20M:1M:8"])
         let second = try await backup(publisher, "gone-b1", instance: "vm-gone", disks: disks)
-        XCTAssertEqual(second.last?.status, .succeeded, summary(second))
+        XCTAssertEqual(second.last?.status, .succeeded, LifeboatQueues.summary(second))
         let started = second.first { $0.status == .started }?.details ?? [:]
-        XCTAssertEqual(started["parent"], "none", summary(second))
-        XCTAssertTrue(started["fallback"]?.contains("lifeboat-gone-b0, kept for this incremental, is gone") == true, summary(second))
+        XCTAssertEqual(started["parent"], "none", LifeboatQueues.summary(second))
+        XCTAssertTrue(started["fallback"]?.contains("lifeboat-gone-b0, kept for this incremental, is gone") == true, LifeboatQueues.summary(second))
         let expected = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/\(image)@lifeboat-gone-b1")
         await publisher.shutdown()
         await worker.stop()
-        let restored = directory.appendingPathComponent("gone.img").path
-        try Repository.open(path: repositoryPath).restore(backup: "gone-b1", disk: "vda", to: restored)
-        XCTAssertEqual(try sha256(of: restored), expected)
+        XCTAssertEqual(try restoredDigest(repositoryPath, backup: "gone-b1"), expected)
     }
 
     /// The whole cluster (monitor, OSD, manager) restarted while ranges are being read: the job
@@ -232,17 +226,15 @@ final class RBDPipelineTests: XCTestCase {
         let restarted = try await runProcess(control, ["restart"])
         XCTAssertEqual(restarted, 0)
         let back = Date()
-        let outcome = try await results(of: "restart-b0", until: .succeeded, seconds: 300)
-        XCTAssertEqual(outcome.last?.status, .succeeded, summary(outcome))
+        let outcome = try await LifeboatQueues.results(of: "restart-b0", until: .succeeded, seconds: 300)
+        XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
         XCTAssertTrue(outcome.contains { $0.status == .progress && $0.at > back }, "ranges were still being read when the cluster came back")
         let snapshots = try await TestCephCluster.snapshots(image)
         XCTAssertEqual(snapshots, ["lifeboat-restart-b0"])
         let expected = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/\(image)@lifeboat-restart-b0")
         await publisher.shutdown()
         await worker.stop()
-        let restored = directory.appendingPathComponent("restart.img").path
-        try Repository.open(path: repositoryPath).restore(backup: "restart-b0", disk: "vda", to: restored)
-        XCTAssertEqual(try sha256(of: restored), expected)
+        XCTAssertEqual(try restoredDigest(repositoryPath, backup: "restart-b0"), expected)
     }
 
     /// A keyring with the wrong key: the job fails at once (no retries) saying so, nothing is
@@ -261,11 +253,11 @@ final class RBDPipelineTests: XCTestCase {
         let wrong = try RunningWorker(repository: repositoryPath, cephClusters: try TestCephCluster.clusterFile(in: directory, keyring: keyring))
         try await publisher.send(BackupRequest(requestId: "key-b0", project: "p1", instance: "vm-key", mode: .full,
                                                source: .rbd(cluster: "ceph-test", disks: disks)))
-        let failed = try await results(of: "key-b0", until: .failed)
+        let failed = try await LifeboatQueues.results(of: "key-b0", until: .failed)
         await wrong.stop()
-        XCTAssertEqual(failed.last?.status, .failed, summary(failed))
-        XCTAssertTrue(failed.last?.reason?.contains("Permission denied") == true, summary(failed))
-        XCTAssertTrue(failed.last?.reason?.contains("keyring") == true, summary(failed))
+        XCTAssertEqual(failed.last?.status, .failed, LifeboatQueues.summary(failed))
+        XCTAssertTrue(failed.last?.reason?.contains("Permission denied") == true, LifeboatQueues.summary(failed))
+        XCTAssertTrue(failed.last?.reason?.contains("keyring") == true, LifeboatQueues.summary(failed))
         XCTAssertEqual(failed.last?.task?.attempt, 1, "a refused key is not retried")
         let remaining = try await TestCephCluster.snapshots(image)
         XCTAssertEqual(remaining, [])
@@ -273,11 +265,11 @@ final class RBDPipelineTests: XCTestCase {
         let unconfigured = try RunningWorker(repository: repositoryPath)
         try await publisher.send(BackupRequest(requestId: "key-b1", project: "p1", instance: "vm-key", mode: .full,
                                                source: .rbd(cluster: "ceph-test", disks: disks)))
-        let refused = try await results(of: "key-b1", until: .rejected)
+        let refused = try await LifeboatQueues.results(of: "key-b1", until: .rejected)
         await unconfigured.stop()
         await publisher.shutdown()
-        XCTAssertEqual(refused.last?.status, .rejected, summary(refused))
-        XCTAssertTrue(refused.last?.reason?.contains("Ceph is not configured") == true, summary(refused))
+        XCTAssertEqual(refused.last?.status, .rejected, LifeboatQueues.summary(refused))
+        XCTAssertTrue(refused.last?.reason?.contains("Ceph is not configured") == true, LifeboatQueues.summary(refused))
         XCTAssertTrue(try Repository.open(path: repositoryPath).listBackups().isEmpty)
     }
 }

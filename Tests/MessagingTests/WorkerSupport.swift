@@ -42,6 +42,22 @@ enum LifeboatQueues {
     static func results(_ deliveries: [Delivery]) throws -> [JobResult] {
         try deliveries.map { try MessageCodec.decode(JobResult.self, from: $0.body) }
     }
+
+    /// The results of `job`, read from the results queue until it reaches `status`, fails or is
+    /// rejected (or `seconds` pass).
+    static func results(of job: String, until status: ResultStatus, seconds: Double = 180) async throws -> [JobResult] {
+        try results(try await consume(LifeboatTopology.Queue.results, seconds: seconds) { deliveries in
+            deliveries.contains {
+                guard let result = try? MessageCodec.decode(JobResult.self, from: $0.body) else { return false }
+                return result.job?.jobId == job && (result.status == status || result.status == .failed || result.status == .rejected)
+            }
+        }).filter { $0.job?.jobId == job }
+    }
+
+    /// One line per result, for assertion messages.
+    static func summary(_ results: [JobResult]) -> String {
+        results.map { "\($0.status.rawValue) \($0.reason ?? "") \($0.details ?? [:])" }.joined(separator: "\n")
+    }
 }
 
 /// Reads a queue through a consumer until `enough` says so or `seconds` pass.
