@@ -86,6 +86,7 @@ let package = Package(
         .testTarget(name: "BindingsTests", dependencies: ["SSH", "Ceph", "OpenStack", "Compression", "AMQP"]),
         .testTarget(name: "MessagingTests", dependencies: [
             "AMQP", "Publisher", "Events", "Workers", "Repository", "Libvirt", "OpenStack", .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository"]),
         // Against the project's own single-node Ceph (scripts/ceph.sh).

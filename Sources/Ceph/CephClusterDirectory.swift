@@ -8,13 +8,15 @@ import Synchronization
 /// ```json
 /// {"clusters": [{"name": "ceph-1", "conf": "/etc/ceph/ceph.conf", "user": "lifeboat",
 ///                "keyring": "/etc/ceph/ceph.client.lifeboat.keyring",
-///                "openstackBackends": ["ceph", "volume@ceph"]}]}
+///                "openstackBackends": {"ceph": "volumes"}}]}
 /// ```
 /// `conf`, `user` and `keyring` are what cinder.conf calls `rbd_ceph_conf`, `rbd_user` and the
 /// user's keyring. Optional: `options` (Ceph client options that override the file's, e.g.
-/// `rados_osd_op_timeout`), `readsInFlight` (8), `openstackBackends` (the Cinder backends and
-/// Nova `images_rbd` clusters whose RBD images live here: read, not used yet — today a domain's
-/// RBD disks come from its hypervisor's `cephCluster`).
+/// `rados_osd_op_timeout`), `readsInFlight` (8), `openstackBackends` (Cinder backends whose
+/// volumes live here — the backend of `host@backend#pool`, or `host@backend` — each with the
+/// RBD pool cinder.conf names as its `rbd_pool`: a restore as a new instance writes the
+/// volumes it creates there, as `volume-<id>`. A domain's RBD disks are read through its
+/// hypervisor's `cephCluster`.)
 ///
 /// Connections are made on first use and kept: one librados connection per cluster serves
 /// every task of the worker. A connection that timed out is dropped and made again.
@@ -26,7 +28,7 @@ public struct CephClusterDirectory: Sendable {
         public var keyring: String?
         public var options: [String: String]?
         public var readsInFlight: Int?
-        public var openstackBackends: [String]?
+        public var openstackBackends: [String: String]?
     }
 
     /// Client timeouts unless the operator sets them: a dead cluster fails a task (which is then
@@ -69,6 +71,18 @@ public struct CephClusterDirectory: Sendable {
                 : "no Ceph cluster named \(name) is configured (LIFEBOAT_CEPH_CLUSTERS has \(entries.keys.sorted().joined(separator: ", ")))")
         }
         return entry
+    }
+
+    /// The cluster and RBD pool of a Cinder volume service's `host@backend` (either form may be
+    /// listed), or nil when no cluster lists it.
+    public func cinderPool(host: String, backend: String?) -> (cluster: String, pool: String)? {
+        let keys = [backend.map { "\(host)@\($0)" }, backend].compactMap { $0 }
+        for key in keys {
+            for entry in entries.values.sorted(by: { $0.name < $1.name }) {
+                if let pool = entry.openstackBackends?[key] { return (entry.name, pool) }
+            }
+        }
+        return nil
     }
 
     /// The kept connection to `name`, connecting first if there is none. Blocks.

@@ -114,7 +114,11 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(help: "Write the disks as new RBD images: CLUSTER:POOL.") var toRbd: String?
     @Option(help: "Prefix of the new RBD images' names (default: the backup's id and a dash).") var imagePrefix: String?
     @Flag(help: "With --to-rbd: write over existing images of the same names.") var overwrite = false
-    @Option(help: "Restore as a new OpenStack server in this project.") var toProject: String?
+    @Option(help: "Restore as a new OpenStack server in this project (Keystone project id).") var toProject: String?
+    @Option(help: "With --to-project: the flavor (name or id; default: the saved one).") var flavor: String?
+    @Option(help: "With --to-project: a network (name or id) of the target project. Repeatable (default: the saved ones).")
+    var network: [String] = []
+    @Option(help: "With --to-project: a key pair of Lifeboat's user (default: the saved one, recreated where missing).") var keypair: String?
     @Option(help: "Restore only this disk. Repeatable.") var disk: [String] = []
     @Option(help: "The idempotency key.") var requestId: String?
     @Flag(help: "Print the job's results until it ends.") var follow = false
@@ -129,7 +133,8 @@ struct RestoreCommand: AsyncParsableCommand {
             let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--to-rbd takes CLUSTER:POOL, not \(spec)") }
             target = .rbd(cluster: parts[0], pool: parts[1], imagePrefix: imagePrefix, overwrite: overwrite)
-        case (nil, nil, nil, let project?): target = .instance(project: project, name: name, flavor: nil, networks: nil, keypair: nil)
+        case (nil, nil, nil, let project?): target = .instance(project: project, name: name, flavor: flavor, networks: network.isEmpty ? nil : network,
+                                                                      keypair: keypair)
         default: throw ValidationError("name exactly one target: --to-files, --to-libvirt, --to-rbd or --to-project")
         }
         let request = RestoreRequest(requestId: requestId ?? newRequestId(), project: project, backupId: backup, target: target,

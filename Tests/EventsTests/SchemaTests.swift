@@ -201,7 +201,7 @@ final class SchemaTests: XCTestCase {
              .invalidValue(path: "jobId", reason: #"only letters, digits, "-", "_" are allowed"#)),
             (.task, #"{\#(task)"kind":"snapshot"}"#, .missingField(path: "job")),
             (.task, #"{\#(task)"kind":"backup",\#(job)}"#,
-             .invalidValue(path: "kind", reason: #""backup" is not one of "snapshot", "attach", "transfer", "finalize", "cleanup", "restore", "restore-finalize""#)),
+             .invalidValue(path: "kind", reason: #""backup" is not one of "snapshot", "attach", "transfer", "finalize", "cleanup", "provision", "restore", "restore-finalize""#)),
             (.task, #"{"type":"task","version":1,"taskId":"t/1","createdAt":"2026-01-01T00:00:00Z","kind":"cleanup",\#(job)}"#,
              .invalidValue(path: "taskId", reason: #"only letters, digits, "-", "_", ".", ":" are allowed"#)),
             (.task, #"{"type":"task","version":1,"taskId":"t1","createdAt":"2026-01-01","kind":"cleanup",\#(job)}"#,

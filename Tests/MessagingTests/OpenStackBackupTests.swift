@@ -1,5 +1,7 @@
 import Events
 import Foundation
+import Logging
+import OpenStack
 import Publisher
 import Repository
 @testable import Workers
@@ -15,7 +17,7 @@ final class OpenStackBackupTests: XCTestCase {
         let environment = ProcessInfo.processInfo.environment
         guard let host = environment["LIFEBOAT_TEST_OS_COMPUTE_HOST"].flatMap(Int.init), let demo = environment["LIFEBOAT_TEST_OS_DEMO_PROJECT_ID"],
               let carolID = environment["LIFEBOAT_TEST_OS_CAROL_USER_ID"], let bobID = environment["LIFEBOAT_TEST_OS_BOB_USER_ID"],
-              let aliceID = environment["LIFEBOAT_TEST_OS_ALICE_USER_ID"] else {
+              let aliceID = environment["LIFEBOAT_TEST_OS_ALICE_USER_ID"], let restoreProject = environment["LIFEBOAT_TEST_OS_RESTORE_PROJECT_ID"] else {
             throw TestEnvironmentMissing("needs scripts/openstack.sh env (compute host, demo project, users)")
         }
         try await LifeboatQueues.reset()
@@ -47,6 +49,8 @@ final class OpenStackBackupTests: XCTestCase {
         status = try await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-carol", "server", "add", "volume", server, volume])
         XCTAssertEqual(status, 0)
         try await TestOpenStack.waitFor(volume: volume, status: "in-use")
+        // Data a restore must bring back (the root disk is the blank image's zeros).
+        try await TestCephCluster.edit("volume-\(volume)", ["random:1M:3M:31", "fill:700M:1M:0x5a"])
 
         let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: [host], extra: ["cephCluster": "ceph-test"])
         // Name the hypervisor entry after the compute host, as an operator does.
@@ -81,8 +85,79 @@ final class OpenStackBackupTests: XCTestCase {
         let refused = try await LifeboatQueues.results(of: "os-\(suffix)-alice", until: .succeeded, seconds: 240)
         XCTAssertEqual(refused.last?.status, .rejected, LifeboatQueues.summary(refused))
         XCTAssertTrue(refused.last?.reason?.contains("is not a member of project \(demo)") == true, LifeboatQueues.summary(refused))
-        await publisher.shutdown()
+
+        // Restore as a new server in project restore-target, asked by bob (a member of demo and
+        // of restore-target), after carol deleted her key pair: it is recreated for her.
+        let deleted = try await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-carol", "keypair", "delete", keyName])
+        XCTAssertEqual(deleted, 0)
+        let asNew = RestoreTarget.instance(project: restoreProject, name: "lb-restored-\(suffix)", flavor: nil, networks: nil, keypair: nil)
+        try await publisher.send(RestoreRequest(requestId: "os-\(suffix)-new", project: demo, backupId: "os-\(suffix)", target: asNew,
+                                                requestedBy: Principal(userId: bobID)))
+        let restored = try await LifeboatQueues.results(of: "os-\(suffix)-new", until: .succeeded, seconds: 600)
+        XCTAssertEqual(restored.last?.status, .succeeded, LifeboatQueues.summary(restored))
+        let admin = OpenStackInventory(configuration: try CloudConfiguration.load(cloud: "lifeboat-admin"), logger: Logger(label: "test"))
+        let newServer = try XCTUnwrap(restored.last?.details?["server"], LifeboatQueues.summary(restored))
+        let made = try await runBlocking { try XCTUnwrap(try admin.server(newServer)) }
+        defer {
+            Task {
+                await TestOpenStack.deleteServer(newServer)
+                for attached in made.attachedVolumes {
+                    try? await TestOpenStack.waitFor(volume: attached.id, status: "available")
+                    _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "volume", "delete", attached.id])
+                }
+                _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "keypair", "delete", keyName])
+            }
+        }
+        XCTAssertEqual(made.status, "ACTIVE")
+        XCTAssertEqual(made.projectID, restoreProject)
+        XCTAssertEqual(made.keyName, keyName, "the saved key pair, imported for Lifeboat's user")
+        XCTAssertEqual(made.flavor.originalName, environment["LIFEBOAT_TEST_OS_FLAVOR"] ?? "m1.tiny")
+        XCTAssertEqual(made.metadata["owner"], "carol")
+        XCTAssertEqual(made.metadata["lifeboat_restored_by"], bobID)
+        XCTAssertEqual(made.metadata["lifeboat_restored_from"], server)
+        XCTAssertEqual(restored.last?.details?["keypairRecreatedFor"], carolID)
+        let recreated = try await runBlocking { try NovaClient(session: admin.session).keyPair(named: keyName, userID: carolID) }
+        XCTAssertEqual(recreated.publicKey.trimmingCharacters(in: .whitespacesAndNewlines), publicKey, "carol's key pair is back")
+        // Every disk is a volume of the new server holding exactly the backup's data (the same
+        // bytes bob's restore to files wrote).
+        XCTAssertEqual(made.attachedVolumes.count, 2, "\(made.attachedVolumes)")
+        let cinder = try await runBlocking { try CinderClient(session: admin.session) }
+        for attached in made.attachedVolumes {
+            let info = try await runBlocking { try cinder.volume(attached.id) }
+            let disk = try XCTUnwrap(info.metadata["lifeboat_disk"], "\(info)")
+            XCTAssertEqual(info.projectID, restoreProject)
+            let written = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/volume-\(attached.id)")
+            XCTAssertEqual(written, try sha256(of: directory.appendingPathComponent("\(disk).img").path), "disk \(disk)")
+        }
+
+        // carol is a member of demo but not of restore-target: refused.
+        try await publisher.send(RestoreRequest(requestId: "os-\(suffix)-carol", project: demo, backupId: "os-\(suffix)", target: asNew,
+                                                requestedBy: Principal(userId: carolID)))
+        let notMember = try await LifeboatQueues.results(of: "os-\(suffix)-carol", until: .succeeded, seconds: 120)
+        XCTAssertEqual(notMember.last?.status, .rejected, LifeboatQueues.summary(notMember))
+        XCTAssertTrue(notMember.last?.reason?.contains("is not a member of project \(restoreProject)") == true, LifeboatQueues.summary(notMember))
         await worker.stop()
+
+        // A worker whose Ceph cluster list does not hold Cinder's backend cannot write the new
+        // volumes: the job fails saying so, and the volume it made goes again.
+        let unmapped = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20, hypervisors: hypervisors,
+                                         cephClusters: try TestCephCluster.clusterFile(in: directory, openstackBackends: [:]),
+                                         openstackCloud: "lifeboat-admin")
+        try await publisher.send(RestoreRequest(requestId: "os-\(suffix)-unmapped", project: demo, backupId: "os-\(suffix)", target: asNew,
+                                                disks: [try XCTUnwrap(manifestDisks(repositoryPath, "os-\(suffix)").first)],
+                                                requestedBy: Principal(userId: bobID)))
+        let failed = try await LifeboatQueues.results(of: "os-\(suffix)-unmapped", until: .succeeded, seconds: 300)
+        XCTAssertEqual(failed.last?.status, .failed, LifeboatQueues.summary(failed))
+        XCTAssertTrue(failed.last?.reason?.contains("openstackBackends") == true, LifeboatQueues.summary(failed))
+        var left: [Volume] = []
+        for _ in 0..<120 {
+            left = try await runBlocking { try cinder.volumes(allProjects: true).filter { $0.name?.hasPrefix("lifeboat-os-\(suffix)-unmapped-") == true } }
+            if left.isEmpty { break }
+            try await Task.sleep(for: .seconds(1))
+        }
+        XCTAssertEqual(left.map(\.id), [], "the failed restore's volumes are removed")
+        await publisher.shutdown()
+        await unmapped.stop()
 
         // What a restore as a new instance needs was saved with the backup.
         let manifest = try Repository.open(path: repositoryPath).manifest("os-\(suffix)")
@@ -102,4 +177,9 @@ final class OpenStackBackupTests: XCTestCase {
         XCTAssertFalse(String(decoding: manifest.metadata, as: UTF8.self).contains("PRIVATE KEY"), "no private key is ever saved")
         _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-carol", "server", "remove", "volume", server, volume])
     }
+}
+
+/// The disks of a committed backup, in the order it saved them.
+private func manifestDisks(_ repository: String, _ backup: String) throws -> [String] {
+    try JSONDecoder().decode(BackupMetadata.self, from: try Repository.open(path: repository).manifest(backup).metadata).disks
 }

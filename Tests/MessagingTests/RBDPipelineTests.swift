@@ -23,10 +23,12 @@ enum TestCephCluster {
         }
     }
 
-    /// A cluster list naming the test cluster `ceph-test`, with `keyring` instead of the user's own.
-    static func clusterFile(in directory: URL, keyring: String? = nil) throws -> String {
+    /// A cluster list naming the test cluster `ceph-test`, with `keyring` instead of the user's
+    /// own, holding the test cloud's Cinder backend `ceph` (pool volumes) unless told otherwise.
+    static func clusterFile(in directory: URL, keyring: String? = nil, openstackBackends: [String: String]? = nil) throws -> String {
         let entry: [String: Any] = ["name": "ceph-test", "conf": conf, "user": environment["LIFEBOAT_TEST_CEPH_USER"] ?? "lifeboat",
-                                    "keyring": keyring ?? environment["LIFEBOAT_TEST_CEPH_KEYRING"] ?? ""]
+                                    "keyring": keyring ?? environment["LIFEBOAT_TEST_CEPH_KEYRING"] ?? "",
+                                    "openstackBackends": openstackBackends ?? ["ceph": pool]]
         let path = directory.appendingPathComponent("ceph-\(UUID().uuidString.prefix(6)).json").path
         try JSONSerialization.data(withJSONObject: ["clusters": [entry]]).write(to: URL(fileURLWithPath: path))
         return path

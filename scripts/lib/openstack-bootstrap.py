@@ -121,7 +121,8 @@ def identity():
     alice = ensure_user("alice", domain2, secret("alice"), alice_project)
     bob = ensure_user("bob", default, secret("bob"), project["demo"])
     carol = ensure_user("carol", default, secret("carol"), project["demo"])
-    for user, proj in ((alice, alice_project), (bob, project["demo"]), (carol, project["demo"])):
+    # bob may also restore into restore-target; carol (demo only) may not.
+    for user, proj in ((alice, alice_project), (bob, project["demo"]), (carol, project["demo"]), (bob, project["restore-target"])):
         grant(roles["member"], user, proj)
         grant(roles["reader"], user, proj)
 

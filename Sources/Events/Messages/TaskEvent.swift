@@ -49,6 +49,8 @@ public enum TaskKind: String, Codable, Sendable, CaseIterable {
     case finalize
     /// Release what the job holds: merge overlays, drop old snapshots, detach and delete volumes.
     case cleanup
+    /// Create what a restore writes into: a restore as a new instance's volumes in the target project.
+    case provision
     /// Write one bounded range of one disk to the restore target.
     case restore
     /// Complete a restore: define the domain, create the server, report.

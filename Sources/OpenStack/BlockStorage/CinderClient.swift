@@ -57,6 +57,16 @@ public struct CinderClient: Sendable {
         try createVolume(VolumeCreateRequest(size: size, name: name, volumeType: volumeType, snapshotID: snapshotID))
     }
 
+    /// Marks a volume bootable (or not): Nova boots only from a bootable volume.
+    public func setBootable(_ id: String, _ bootable: Bool = true) throws {
+        struct Body: Encodable {
+            struct Inner: Encodable { let bootable: Bool }
+            let action: Inner
+            enum CodingKeys: String, CodingKey { case action = "os-set_bootable" }
+        }
+        try api.send(try api.request(.post, "/volumes/\(QueryString.segment(id))/action", json: Body(action: .init(bootable: bootable))))
+    }
+
     /// Deletes a volume (asynchronously); `cascade` deletes its snapshots too. False when it
     /// was gone already.
     @discardableResult

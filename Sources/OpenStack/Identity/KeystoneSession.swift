@@ -63,6 +63,18 @@ public final class KeystoneSession: Sendable {
         try authorized(request) { try http.send($0, streamingBodyTo: sink) }
     }
 
+    /// The same user's session scoped to another project (by id), sharing this session's HTTP
+    /// client: what acting in a restore's target project takes. Keystone refuses it (401) when
+    /// the user has no role there.
+    public func scoped(toProject projectID: String) -> KeystoneSession {
+        var configuration = self.configuration
+        configuration.projectID = projectID
+        configuration.projectName = nil
+        configuration.projectDomainID = nil
+        configuration.projectDomainName = nil
+        return KeystoneSession(configuration: configuration, http: http, renewalMargin: renewalMargin, logger: logger)
+    }
+
     /// Revokes the held token (logging out), e.g. when a worker stops.
     public func revoke() throws {
         guard let current = held.withLock({ $0 }) else { return }

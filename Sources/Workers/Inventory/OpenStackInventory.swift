@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OpenStack
+import Synchronization
 
 /// The cloud as a worker sees it, through Lifeboat's own Keystone account (`LIFEBOAT_OPENSTACK_CLOUD`,
 /// an admin of the cloud: host names, instance names and other users' key pairs are admin-only):
@@ -9,9 +10,26 @@ import OpenStack
 /// Blocking (HTTP through libcurl): call it from blocking threads.
 struct OpenStackInventory: Sendable {
     let session: KeystoneSession
+    private let projectSessions = ProjectSessions()
 
     init(configuration: CloudConfiguration, logger: Logger) {
         session = KeystoneSession(configuration: configuration, logger: logger)
+    }
+
+    /// Lifeboat's account scoped to `project` (kept: one login per project), for what a restore
+    /// creates there. Its user needs a role in that project.
+    func session(inProject project: String) -> KeystoneSession {
+        if project == session.configuration.projectID { return session }
+        return projectSessions.sessions.withLock { sessions in
+            if let kept = sessions[project] { return kept }
+            let scoped = session.scoped(toProject: project)
+            sessions[project] = scoped
+            return scoped
+        }
+    }
+
+    private final class ProjectSessions: Sendable {
+        let sessions = Mutex<[String: KeystoneSession]>([:])
     }
 
     /// The server, or nil when Nova does not know it.

@@ -4,6 +4,7 @@ import Events
 import Foundation
 import Libvirt
 import Logging
+import OpenStack
 import Publisher
 import Repository
 
@@ -16,8 +17,10 @@ import Repository
 /// which gives the files their names (and defines the domain). Every id is derived from the request id, so a replayed request
 /// plans the same job again, harmlessly.
 ///
-/// Sources: image files on the worker's host, libvirt domains on hypervisors, RBD images.
-/// Strategies not built yet (OpenStack resolution, disk attachment) are refused by name.
+/// Sources: image files on the worker's host, libvirt domains on hypervisors, RBD images, Nova
+/// servers (resolved to one of those). Targets: files, a hypervisor, RBD images, a new Nova
+/// server (a `provision` task first makes its volumes). The disk-attachment strategy is not
+/// built yet and is refused by name.
 public struct JobPlanner: RequestHandler {
     public struct Settings: Sendable {
         /// Bytes per transfer task (rounded to whole chunks).
@@ -129,6 +132,10 @@ public struct JobPlanner: RequestHandler {
         }
         if case .rbd(let cluster, let pool, let prefix, let overwrite) = request.target {
             return try await planRBDRestore(request, job: job, cluster: cluster, pool: pool, prefix: prefix, overwrite: overwrite)
+        }
+        if case .instance(let project, let name, let flavor, let networks, let keypair) = request.target {
+            return try await planInstanceRestore(request, job: job, project: project, name: name, flavor: flavor, networks: networks,
+                                                 keypair: keypair)
         }
         guard case .files(let directory, let format) = request.target else {
             throw RequestRefused("restoring to \(request.target.kind.rawValue) is not available yet: this worker restores to files")
@@ -347,6 +354,55 @@ extension JobPlanner {
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId,
                                   details: ["cluster": cluster, "images": images.values.sorted().map { "\(pool)/\($0)" }.joined(separator: ", ")]))]
             + plan.tasks(job).map { .task($0) }
+    }
+}
+
+extension JobPlanner {
+    /// A restore as a new Nova server in `project` (the requester's membership there was
+    /// checked): the backup must hold a saved instance, and the flavor (the one asked for, or
+    /// the saved one by id, then by name) must exist. Then a `provision` task makes the volumes.
+    /// The root disk is the instance's first (the domain's first disk, its boot disk).
+    func planInstanceRestore(_ request: RestoreRequest, job: JobReference, project: String, name: String?, flavor: String?,
+                             networks: [String]?, keypair: String?) async throws -> [OutgoingMessage] {
+        guard let inventory else {
+            throw RequestRefused("restoring as a new instance needs OpenStack, which is not configured on this worker (LIFEBOAT_OPENSTACK_CLOUD)")
+        }
+        let repository = self.repository
+        let manifest: BackupManifest, metadata: BackupMetadata
+        do {
+            manifest = try await runBlocking { try repository.manifest(request.backupId) }
+            metadata = try JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata)
+        } catch {
+            throw RequestRefused("backup \(request.backupId) does not exist in this repository")
+        }
+        guard let record = metadata.openstack else {
+            throw RequestRefused("backup \(request.backupId) was not taken from a Nova server, so there is no instance to recreate: "
+                                 + "restore it to files, a hypervisor or RBD")
+        }
+        let disks = request.disks ?? metadata.disks
+        if let unknown = disks.first(where: { !metadata.disks.contains($0) }) {
+            throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(metadata.disks.joined(separator: ", ")))")
+        }
+        guard let root = metadata.disks.first(where: disks.contains) else { throw RequestRefused("the restore names no disk") }
+        let flavors = try await runBlocking { try NovaClient(session: inventory.session).flavors() }
+        let chosen: Flavor?
+        if let flavor {
+            chosen = flavors.first { $0.id == flavor } ?? flavors.first { $0.name == flavor }
+        } else {
+            let savedName = record.flavor?.name ?? record.server.flavor.originalName
+            chosen = flavors.first { $0.id == (record.flavor?.id ?? record.server.flavor.id) } ?? flavors.first { $0.name == savedName }
+        }
+        guard let chosen else {
+            throw RequestRefused("flavor \(flavor ?? record.flavor?.name ?? record.server.flavor.originalName ?? "?") does not exist: name one of "
+                                 + flavors.map(\.name).sorted().joined(separator: ", "))
+        }
+        let target = InstanceRestoreTarget(project: project, name: name ?? record.server.name, flavorID: chosen.id, networks: networks,
+                                           keypair: keypair, rootDisk: root, requestedBy: request.requestedBy.userId)
+        let plan = RestorePlan(backupId: request.backupId, disks: disks, instance: target,
+                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
+        return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId,
+                                  details: ["project": project, "server": target.name, "flavor": chosen.name, "rootDisk": root])),
+                .task(TaskEvent(taskId: "\(job.jobId).provision", job: job, kind: .provision, parameters: TaskEvent.parameters(plan)))]
     }
 }
 

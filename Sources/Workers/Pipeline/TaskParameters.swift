@@ -159,6 +159,29 @@ struct RBDRestoreTarget: Codable, Sendable, Equatable {
     var pool: String
     var images: [String: String]
     var overwrite: Bool
+    /// The images belong to someone else (a Cinder volume): a missing one is an error, never
+    /// created (the volume was deleted while the restore ran).
+    var existingOnly: Bool? = nil
+}
+
+/// A restore as a new Nova server in `project`: the planner's choices, and the provision
+/// task's volumes.
+struct InstanceRestoreTarget: Codable, Sendable, Equatable {
+    /// The target project's id.
+    var project: String
+    var name: String
+    /// The flavor's id, checked when the job was planned.
+    var flavorID: String
+    /// Networks (ids or names) the request named; nil: the saved ones, those that exist.
+    var networks: [String]?
+    /// The key pair the request named; nil: the saved one (recreated where missing).
+    var keypair: String?
+    /// The disk the server boots from.
+    var rootDisk: String
+    /// Who asked (a member of the target project, checked): recorded on the server.
+    var requestedBy: String
+    /// Per disk: the Cinder volume the provision task created for it.
+    var volumes: [String: String]? = nil
 }
 
 struct RestorePlan: Codable, Sendable, Equatable {
@@ -169,8 +192,10 @@ struct RestorePlan: Codable, Sendable, Equatable {
     var format: DiskFormat? = nil
     /// ...or onto a hypervisor...
     var libvirt: LibvirtRestoreTarget? = nil
-    /// ...or into RBD images.
+    /// ...or into RBD images (a new instance's Cinder volumes are these too)...
     var rbd: RBDRestoreTarget? = nil
+    /// ...as a new Nova server.
+    var instance: InstanceRestoreTarget? = nil
     /// Per disk: its size, written in ranges of `rangeBytes` by one restore task each.
     var diskSizes: [String: UInt64]
     var rangeBytes: UInt64

@@ -26,6 +26,7 @@ public final class TaskRunner: Sendable {
     private let repository: Repository
     private let libvirt: LibvirtStrategy
     private let rbd: RBDStrategy
+    private let instances: InstanceRestore
     private let limiter: SourceLimiter
     private let maxAttempts: Int
     private let logger: Logger
@@ -43,6 +44,7 @@ public final class TaskRunner: Sendable {
         self.libvirt = LibvirtStrategy(repository: repository, hypervisors: hypervisors, clusters: clusters, inventory: inventory,
                                        rangeBytes: rangeBytes, logger: logger)
         self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
+        self.instances = InstanceRestore(repository: repository, inventory: inventory, clusters: clusters, rbd: rbd, logger: logger)
         self.maxAttempts = max(1, maxAttempts)
         self.logger = logger
     }
@@ -91,11 +93,13 @@ public final class TaskRunner: Sendable {
         case .snapshot: return try await libvirt.snapshot(task)
         case .transfer: return try await transfer(task)
         case .finalize: return try await finalize(task)
+        case .cleanup where (try? task.parameters(as: InstanceRestoreRollback.self)) != nil: return try await instances.rollback(task)
         case .cleanup where (try? task.parameters(as: LibvirtRollbackOrder.self)) != nil: return try await libvirt.rollback(task)
         case .cleanup where (try? task.parameters(as: RBDRollbackOrder.self)) != nil: return try await rbd.rollback(task)
         case .cleanup where (try? task.parameters(as: BackupPlan.self)).map({ $0.rbd != nil && $0.libvirt == nil }) == true:
             return try await rbd.cleanup(task)
         case .cleanup: return try await libvirt.cleanup(task)
+        case .provision: return try await instances.provision(task)
         case .restore: return try await restore(task)
         case .restoreFinalize: return try await restoreFinalize(task)
         case .attach: throw PermanentFailure("attach tasks (the disk-attachment strategy) are not implemented yet")
@@ -190,6 +194,7 @@ public final class TaskRunner: Sendable {
 
     private func restoreFinalize(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: RestorePlan.self)
+        if let target = plan.instance { return try await instances.finalize(task, plan: plan, target: target) }
         if let target = plan.libvirt { return try await libvirt.restoreFinalize(task, plan: plan, target: target) }
         if let target = plan.rbd { return try await rbd.restoreFinalize(task, plan: plan, target: target) }
         guard let directory = plan.directory else { throw PermanentFailure("restore-finalize task \(task.taskId) has no target") }
@@ -225,6 +230,7 @@ public final class TaskRunner: Sendable {
             }
             if let rollback = Self.rollbackTask(for: task) { messages.append(.task(rollback)) }
         }
+        if let rollback = InstanceRestore.rollbackTask(for: task) { messages.append(.task(rollback)) }
         let result = JobResult(job: task.job, status: .failed, reason: "\(task.kind.rawValue) failed after \(attempt) attempts: \(reason)",
                                task: summary)
         if await settler.settle(delivery, publishing: [.result(result)] + messages) {

@@ -280,7 +280,12 @@ struct RBDStrategy: Sendable {
                 let size = try repository.diskSize(backup: plan.backupId, disk: disk)
                 let working = Self.workingImage(target, disk: disk, job: task.job)
                 let key = "\(target.cluster)/\(target.pool)/\(working)"
-                let image = try restoring.image(key) { try openForRestore(pool, working, size: size) }
+                let image = try restoring.image(key) { () throws -> RBDImage in
+                    if target.existingOnly == true, try !pool.imageExists(working) {
+                        throw PermanentFailure("the image \(target.pool)/\(working) to restore into is gone (was its volume deleted?)")
+                    }
+                    return try openForRestore(pool, working, size: size)
+                }
                 if try image.metadata(Self.markerPrefix + "\(range.offset)") == nil {
                     // Over an existing image the range is cleared first: the backup's zero chunks
                     // are not written, and the old bytes must not show through.
@@ -338,7 +343,19 @@ struct RBDStrategy: Sendable {
 
     /// Gives each new image its name (idempotent) and clears the range markers.
     func restoreFinalize(_ task: TaskEvent, plan: RestorePlan, target: RBDRestoreTarget) async throws -> [OutgoingMessage] {
-        let images = try await runBlocking { () -> [String] in
+        let images = try await finishImages(task, plan: plan, target: target)
+        return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId,
+                                  details: ["cluster": target.cluster, "images": images.joined(separator: ", ")]))]
+    }
+
+    /// Closes this worker's handles on a restore's images (before someone else deletes them).
+    func closeImages(_ target: RBDRestoreTarget, job: JobReference) {
+        for disk in target.images.keys { restoring.close("\(target.cluster)/\(target.pool)/\(Self.workingImage(target, disk: disk, job: job))") }
+    }
+
+    /// The images of a restore made whole: named, markers cleared, no handle kept. Returns "pool/image" of each.
+    func finishImages(_ task: TaskEvent, plan: RestorePlan, target: RBDRestoreTarget) async throws -> [String] {
+        try await runBlocking { () -> [String] in
             try withCluster(target.cluster) { cluster in
                 let pool = try cluster.pool(target.pool)
                 return try plan.disks.map { disk in
@@ -354,8 +371,6 @@ struct RBDStrategy: Sendable {
                 }
             }
         }
-        return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId,
-                                  details: ["cluster": target.cluster, "images": images.joined(separator: ", ")]))]
     }
 }
 

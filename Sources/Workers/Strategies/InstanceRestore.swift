@@ -1,0 +1,306 @@
+import AMQP
+import Ceph
+import Events
+import Foundation
+import Logging
+import OpenStack
+import Publisher
+import Repository
+
+/// Restore as a new OpenStack instance, in a target project whose membership the planner
+/// checked for the user who asked (vProtect's rule).
+///
+/// `provision` creates one Cinder volume per disk in the target project (named
+/// `lifeboat-<job>-<disk>`, so a redelivered task finds them instead of making more), marks the
+/// root one bootable, and hands the disks to the RBD strategy's restore tasks, which write each
+/// range straight into the volume's RBD image (`volume-<id>` in the pool the Ceph cluster list
+/// maps the volume's Cinder backend to). `restore-finalize` then makes the server: the saved
+/// flavor (or the one asked for), booted from the root volume with the other volumes attached,
+/// the saved key pair (recreated for its owner if it was deleted since, and imported for
+/// Lifeboat's user, which Nova looks it up under), the saved networks where the target project
+/// sees them, the saved security groups (recreated with their rules where missing), the saved
+/// metadata and tags, plus `lifeboat_*` keys naming the backup, the job and who asked.
+///
+/// A job that fails removes what it made (`rollback`): the server and the volumes.
+struct InstanceRestore: Sendable {
+    let repository: Repository
+    let inventory: OpenStackInventory?
+    let clusters: CephClusterDirectory
+    let rbd: RBDStrategy
+    let logger: Logger
+
+    static func volumeName(job: String, disk: String) -> String { "lifeboat-\(job)-\(disk)" }
+    static let jobKey = "lifeboat_job"
+
+    private func cloud() throws -> OpenStackInventory {
+        guard let inventory else {
+            throw PermanentFailure("OpenStack is not configured on this worker (LIFEBOAT_OPENSTACK_CLOUD): it cannot restore a new instance")
+        }
+        return inventory
+    }
+
+    /// Lifeboat's session in the target project; Keystone refusing it is the operator's to fix.
+    private func session(in project: String) throws -> KeystoneSession {
+        let session = try cloud().session(inProject: project)
+        do {
+            try session.authenticate()
+        } catch let error as OpenStackError {
+            if case .credentialsRefused = error {
+                throw PermanentFailure("Lifeboat's OpenStack user may not act in project \(project) (Keystone refused a token scoped to it): "
+                                       + "give it a role there, e.g. `openstack role add --project \(project) --user <lifeboat user> member`")
+            }
+            throw error
+        }
+        return session
+    }
+
+    // MARK: - Provision
+
+    func provision(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        var plan = try task.parameters(as: RestorePlan.self)
+        guard var target = plan.instance else { throw PermanentFailure("provision task \(task.taskId) has no instance to restore") }
+        let (volumes, location) = try await runBlocking { [plan, target] in try self.createVolumes(plan, target: target, job: task.job.jobId) }
+        target.volumes = volumes
+        plan.instance = target
+        plan.rbd = RBDRestoreTarget(cluster: location.cluster, pool: location.pool, images: volumes.mapValues { "volume-\($0)" },
+                                    overwrite: true, existingOnly: true)
+        let listed = plan.disks.map { "\($0)=\(volumes[$0] ?? "?")" }.joined(separator: ", ")
+        return [.result(JobResult(job: task.job, status: .started, task: TaskSummary(taskId: task.taskId, kind: .provision),
+                                  backupId: plan.backupId, details: ["project": target.project, "volumes": listed,
+                                                                     "cluster": location.cluster, "pool": location.pool]))]
+            + plan.tasks(task.job).map { .task($0) }
+    }
+
+    /// One available volume per disk (found again by name, or created at the disk's size in
+    /// whole GiB), and the Ceph cluster and pool they all live in.
+    private func createVolumes(_ plan: RestorePlan, target: InstanceRestoreTarget,
+                               job: String) throws -> ([String: String], (cluster: String, pool: String)) {
+        let cinder = try CinderClient(session: try session(in: target.project))
+        var volumes: [String: String] = [:]
+        var location: (cluster: String, pool: String)?
+        for disk in plan.disks {
+            let name = Self.volumeName(job: job, disk: disk)
+            let existing = try cinder.volumes(filters: ["name": name]).first { $0.name == name }
+            let gib = Int(max(1, ((plan.diskSizes[disk] ?? 0) + (1 << 30) - 1) >> 30))
+            let volume = try existing ?? cinder.createVolume(VolumeCreateRequest(
+                size: gib, name: name, description: "Lifeboat: disk \(disk) of backup \(plan.backupId)",
+                metadata: [Self.jobKey: job, "lifeboat_backup": plan.backupId, "lifeboat_disk": disk]))
+            let ready = try cinder.waitForVolume(volume.id, timeout: 600)
+            if disk == target.rootDisk, !ready.bootable { try cinder.setBootable(ready.id) }
+            guard let place = ready.location else {
+                throw PermanentFailure("Cinder does not say where volume \(ready.id) lives (os-vol-host-attr:host needs an admin role)")
+            }
+            guard let found = clusters.cinderPool(host: place.host, backend: place.backend) else {
+                throw PermanentFailure("volume \(ready.id) is in Cinder backend \(place.backend ?? place.host), which no Ceph cluster of "
+                                       + "LIFEBOAT_CEPH_CLUSTERS lists under openstackBackends: Lifeboat cannot write it")
+            }
+            if let location, location != found {
+                throw PermanentFailure("the new volumes are in different Ceph pools (\(location.cluster)/\(location.pool), \(found.cluster)/\(found.pool))")
+            }
+            location = found
+            volumes[disk] = ready.id
+        }
+        guard let location else { throw PermanentFailure("the restore names no disk") }
+        return (volumes, location)
+    }
+
+    // MARK: - Server
+
+    func finalize(_ task: TaskEvent, plan: RestorePlan, target: InstanceRestoreTarget) async throws -> [OutgoingMessage] {
+        if let images = plan.rbd { _ = try await rbd.finishImages(task, plan: plan, target: images) }
+        let repository = self.repository
+        let (server, details) = try await runBlocking { () -> (Server, [String: String]) in
+            let metadata = try JSONDecoder().decode(BackupMetadata.self, from: try repository.manifest(plan.backupId).metadata)
+            guard let record = metadata.openstack else { throw PermanentFailure("backup \(plan.backupId) has no saved instance") }
+            return try self.createServer(plan, target: target, record: record, job: task.job.jobId)
+        }
+        return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId,
+                                  details: details.merging(["server": server.id, "name": server.name, "project": target.project,
+                                                            "status": server.status]) { _, new in new }))]
+    }
+
+    /// The server of this job (found again by its `lifeboat_job` metadata, or created), ACTIVE.
+    private func createServer(_ plan: RestorePlan, target: InstanceRestoreTarget, record: InstanceRecord,
+                              job: String) throws -> (Server, [String: String]) {
+        let session = try session(in: target.project)
+        let nova = try NovaClient(session: session)
+        var details: [String: String] = [:]
+        let id: String
+        if let made = try nova.servers().first(where: { $0.metadata[Self.jobKey] == job }) {
+            id = made.id
+        } else {
+            let keyName = try keyPair(record, target: target, nova: nova, job: job, details: &details)
+            let networks = try networks(record, target: target, session: session)
+            var groups: [String]?
+            if case .attached = networks { groups = try securityGroups(record.securityGroups, project: target.project, session: session) }
+            var metadata = record.server.metadata
+            metadata[Self.jobKey] = job
+            metadata["lifeboat_backup"] = plan.backupId
+            metadata["lifeboat_restored_from"] = record.server.id
+            metadata["lifeboat_restored_by"] = target.requestedBy
+            let volumes = target.volumes ?? [:]
+            let ordered = [target.rootDisk] + plan.disks.filter { $0 != target.rootDisk }
+            let mappings = try ordered.map { disk in
+                guard let volume = volumes[disk] else { throw PermanentFailure("disk \(disk) has no volume (the provision task did not run?)") }
+                return BlockDeviceMapping(bootIndex: disk == target.rootDisk ? 0 : nil, uuid: volume, sourceType: "volume",
+                                          destinationType: "volume", deleteOnTermination: false)
+            }
+            let tags = (record.server.tags ?? []).isEmpty ? nil : record.server.tags
+            id = try nova.createServer(ServerCreateRequest(name: target.name, flavorRef: target.flavorID, blockDeviceMappings: mappings,
+                                                           networks: networks, keyName: keyName, metadata: metadata,
+                                                           securityGroups: groups, tags: tags))
+            logger.info("server created for a restore", metadata: ["job": "\(job)", "server": "\(id)", "project": "\(target.project)"])
+        }
+        do {
+            return (try nova.waitForServer(id, timeout: 600), details)
+        } catch let error as OpenStackError {
+            if case .resourceFailed = error { throw PermanentFailure("the new server \(id) failed: \(error)") }
+            throw error
+        }
+    }
+
+    /// The key pair the server gets, by name. Nova looks the name up among the creating user's
+    /// own pairs, so the saved public key is imported for Lifeboat's user (under another name
+    /// when it already has a different key of that name); the owner's pair is recreated, through
+    /// the admin API, when it was deleted since the backup.
+    private func keyPair(_ record: InstanceRecord, target: InstanceRestoreTarget, nova: NovaClient, job: String,
+                         details: inout [String: String]) throws -> String? {
+        if let named = target.keypair {
+            do {
+                _ = try nova.keyPair(named: named)
+            } catch let error as HTTPError where error.statusCode == 404 {
+                throw PermanentFailure("Lifeboat's user has no key pair named \(named)")
+            }
+            return named
+        }
+        guard let saved = record.keyPair else { return nil }
+        if let owner = saved.userID {
+            let admin = try NovaClient(session: try cloud().session)
+            do {
+                _ = try admin.keyPair(named: saved.name, userID: owner)
+            } catch let error as HTTPError where error.statusCode == 404 {
+                _ = try admin.createKeyPair(named: saved.name, publicKey: saved.publicKey, type: saved.type, userID: owner)
+                details["keypairRecreatedFor"] = owner
+            }
+        }
+        func sameKey(_ a: String, _ b: String) -> Bool {
+            a.split(separator: " ").prefix(2) == b.split(separator: " ").prefix(2)
+        }
+        for name in [saved.name, "\(saved.name)-\(job)"] {
+            do {
+                if sameKey(try nova.keyPair(named: name).publicKey, saved.publicKey) { return name }
+            } catch let error as HTTPError where error.statusCode == 404 {
+                _ = try nova.createKeyPair(named: name, publicKey: saved.publicKey, type: saved.type)
+                return name
+            }
+        }
+        throw PermanentFailure("Lifeboat's user has other keys named \(saved.name) and \(saved.name)-\(job)")
+    }
+
+    /// The requested networks (ids or names the target project sees), or the saved ones that it
+    /// sees (by id: its own or shared; else by name in it); none when the server had none.
+    private func networks(_ record: InstanceRecord, target: InstanceRestoreTarget, session: KeystoneSession) throws -> ServerNetworks {
+        let neutron = try NeutronClient(session: session)
+        func visible(_ network: OpenStack.Network) -> Bool {
+            network.projectID == target.project || network.shared == true
+        }
+        if let requested = target.networks {
+            let ids = try requested.map { wanted in
+                let byID = try? neutron.network(wanted)
+                if let byID, visible(byID) { return byID.id }
+                guard let byName = try neutron.networks(filters: ["name": wanted]).first(where: visible) else {
+                    throw PermanentFailure("project \(target.project) has no network \(wanted)")
+                }
+                return byName.id
+            }
+            return ids.isEmpty ? .none : .attached(ids.map { NetworkAttachment.network($0) })
+        }
+        let saved = record.ports.map(\.networkID)
+        guard !saved.isEmpty else { return .none }
+        let ids = try saved.map { id in
+            if let network = try? neutron.network(id), visible(network) { return network.id }
+            let name = record.networks.first { $0.id == id }?.name ?? id
+            guard let byName = try neutron.networks(filters: ["name": name, "project_id": target.project]).first else {
+                throw PermanentFailure("the saved network \(name) (\(id)) is not in project \(target.project): name the networks in the request")
+            }
+            return byName.id
+        }
+        return .attached(ids.map { NetworkAttachment.network($0) })
+    }
+
+    /// The saved security groups by name in `project`: those missing are created there with the
+    /// saved rules (a rule naming one of these groups as its remote names the new one; a rule
+    /// naming another group is left out, and logged).
+    func securityGroups(_ saved: [SecurityGroup], project: String, session: KeystoneSession) throws -> [String] {
+        let neutron = try NeutronClient(session: session)
+        var made: [String: String] = [:]  // saved id → id in the project
+        var created: [SecurityGroup] = []
+        for group in saved {
+            if let present = try neutron.securityGroups(projectID: project, name: group.name).first {
+                made[group.id] = present.id
+            } else {
+                made[group.id] = try neutron.createSecurityGroup(name: group.name, description: group.description).id
+                created.append(group)
+            }
+        }
+        for group in created {
+            for var rule in group.rules {
+                if let remote = rule.remoteGroupID {
+                    guard let mapped = made[remote] else {
+                        logger.warning("security group rule left out: its remote group was not saved",
+                                       metadata: ["group": "\(group.name)", "remoteGroup": "\(remote)"])
+                        continue
+                    }
+                    rule.remoteGroupID = mapped
+                }
+                try neutron.addRule(rule, toGroup: made[group.id] ?? "")
+            }
+        }
+        return saved.map(\.name)
+    }
+
+    // MARK: - Rollback
+
+    /// Removes what a failed instance restore made: its server, then its volumes.
+    func rollback(_ task: TaskEvent) async throws -> [OutgoingMessage] {
+        let order = try task.parameters(as: InstanceRestoreRollback.self)
+        // This worker's handles on the volumes' images: Cinder cannot delete an image that has watchers.
+        if let images = order.images { rbd.closeImages(images, job: task.job) }
+        let removed = try await runBlocking { () -> [String] in
+            let session = try self.session(in: order.project)
+            let nova = try NovaClient(session: session), cinder = try CinderClient(session: session)
+            var removed: [String] = []
+            for server in try nova.servers() where server.metadata[Self.jobKey] == order.job {
+                try nova.deleteServer(server.id)
+                try nova.waitForServerDeletion(server.id, timeout: 600)
+                removed.append("server \(server.id)")
+            }
+            let prefix = Self.volumeName(job: order.job, disk: "")
+            for volume in try cinder.volumes() where volume.name?.hasPrefix(prefix) == true && volume.metadata[Self.jobKey] == order.job {
+                if volume.status != "available" { _ = try? cinder.waitForVolume(volume.id, timeout: 300) }
+                try cinder.deleteVolume(volume.id)
+                try cinder.waitForVolumeDeletion(volume.id, timeout: 300)
+                removed.append("volume \(volume.id)")
+            }
+            return removed
+        }
+        logger.info("failed instance restore rolled back", metadata: ["job": "\(order.job)", "removed": "\(removed.joined(separator: ", "))"])
+        return []
+    }
+
+    /// The rollback of a failed instance restore's task, or nil for any other task.
+    static func rollbackTask(for task: TaskEvent) -> TaskEvent? {
+        guard [.provision, .restore, .restoreFinalize].contains(task.kind),
+              let plan = try? task.parameters(as: RestorePlan.self), let target = plan.instance else { return nil }
+        return TaskEvent(taskId: "\(task.job.jobId).rollback", job: task.job, kind: .cleanup,
+                         parameters: TaskEvent.parameters(InstanceRestoreRollback(job: task.job.jobId, project: target.project, images: plan.rbd)))
+    }
+}
+
+/// Undo a failed restore as a new instance: the server and volumes its job made in `project`.
+struct InstanceRestoreRollback: Codable, Sendable, Equatable {
+    var job: String
+    var project: String
+    /// The volumes' images, once provisioned.
+    var images: RBDRestoreTarget?
+}
