@@ -16,6 +16,8 @@ public final class Worker: Sendable {
     public let taskRunner: TaskRunner?
     private let consumers: [AMQPConsumer]
     private let publisher: LifeboatPublisher
+    /// Runs the policies' schedules, where there are any and OpenStack lists the instances.
+    let scheduler: BackupScheduler?
 
     /// Opens the repository (if configured) first, so a wrong path or passphrase stops the
     /// worker at start, not at its first task.
@@ -41,9 +43,15 @@ public final class Worker: Sendable {
                        inventory: inventory)
         } ?? AcceptOnlyRequestHandler()
         // The operator's protection policies, unless the embedding program brings its own handler.
-        let policies: (any NotificationHandler)? = try configuration.policiesFile.map { try ProtectionPolicies(contentsOf: $0, logger: logger) }
+        let policies = try configuration.policiesFile.map { try ProtectionPolicies(contentsOf: $0, logger: logger) }
         intake = Intake(consumer: intakeConsumer, publisher: publisher, requests: requests, notifications: policies ?? notifications,
                         logger: logger)
+        if let policies, let inventory, configuration.schedulerSeconds > 0, policies.policies.contains(where: { $0.schedules?.isEmpty == false }) {
+            scheduler = BackupScheduler(policies: policies, inventory: inventory, publisher: publisher,
+                                        interval: .seconds(configuration.schedulerSeconds), logger: logger)
+        } else {
+            scheduler = nil
+        }
         if let repository {
             let taskConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology, queues: [LifeboatTopology.Queue.tasks],
                                             prefetch: configuration.taskConcurrency, name: "lifeboat-tasks", logger: logger)
@@ -59,10 +67,13 @@ public final class Worker: Sendable {
 
     /// Serves until `shutdown` is called.
     public func serve() async {
+        let scheduling = scheduler.map { scheduler in Task { await scheduler.run() } }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.intake.run() }
             if let taskRunner { group.addTask { await taskRunner.run() } }
         }
+        scheduling?.cancel()
+        await scheduling?.value
         await publisher.shutdown()
     }
 

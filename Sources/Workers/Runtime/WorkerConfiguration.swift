@@ -26,6 +26,7 @@ import Publisher
 /// | `LIFEBOAT_CEPH_CLUSTERS` | JSON file of the Ceph clusters the RBD strategy may reach, with their ceph.conf, user and keyring (see `CephClusterDirectory`) | none |
 /// | `LIFEBOAT_POLICIES` | JSON file of the protection policies that instance notifications are matched against (see `ProtectionPolicies`) | none: notifications are read and ignored |
 /// | `LIFEBOAT_OPENSTACK_CLOUD` | the cloud in clouds.yaml (found as openstacksdk finds it) of Lifeboat's own admin account, or `env` for the `OS_*` variables: requests without a source are resolved through Nova, and servers' metadata is saved with their backups | none |
+/// | `LIFEBOAT_SCHEDULER_SECONDS` | seconds between the scheduler's passes over Nova's servers, on a worker with policies that have schedules and OpenStack configured; 0 turns it off there (one scheduler is enough; more are harmless) | 60 |
 /// | `LIFEBOAT_NOTIFICATIONS` | `exchange=key,key;exchange=key`; empty to bind none | `nova=versioned_notifications.info,notifications.info` |
 public struct WorkerConfiguration: Sendable {
     public var amqp: AMQPSettings
@@ -43,12 +44,14 @@ public struct WorkerConfiguration: Sendable {
     public var policiesFile: String?
     public var openstackCloud: String?
     public var sourceConcurrency: Int
+    /// Seconds between scheduler passes; 0: no scheduler on this worker.
+    public var schedulerSeconds: Int
 
     public init(amqp: AMQPSettings, prefetch: UInt16 = 32, notificationSources: [LifeboatTopology.NotificationSource] = [.nova],
                 repositoryPath: String? = nil, repositoryPassphrase: String? = nil, rangeBytes: UInt64 = 256 << 20,
                 taskAttempts: Int = 5, taskConcurrency: UInt16 = 2, fileSourceRoots: [String] = [], restoreRoots: [String] = [], hypervisorsFile: String? = nil,
                 cephClustersFile: String? = nil, policiesFile: String? = nil, openstackCloud: String? = nil,
-                sourceConcurrency: Int = 2) {
+                sourceConcurrency: Int = 2, schedulerSeconds: Int = 60) {
         self.amqp = amqp
         self.prefetch = prefetch
         self.notificationSources = notificationSources
@@ -64,6 +67,7 @@ public struct WorkerConfiguration: Sendable {
         self.policiesFile = policiesFile
         self.openstackCloud = openstackCloud
         self.sourceConcurrency = sourceConcurrency
+        self.schedulerSeconds = schedulerSeconds
     }
 
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> WorkerConfiguration {
@@ -96,7 +100,8 @@ public struct WorkerConfiguration: Sendable {
             fileSourceRoots: paths(environment["LIFEBOAT_FILE_SOURCES"]), restoreRoots: paths(environment["LIFEBOAT_RESTORE_DIRECTORIES"]),
             hypervisorsFile: environment["LIFEBOAT_HYPERVISORS"], cephClustersFile: environment["LIFEBOAT_CEPH_CLUSTERS"],
             policiesFile: environment["LIFEBOAT_POLICIES"], openstackCloud: environment["LIFEBOAT_OPENSTACK_CLOUD"],
-            sourceConcurrency: try number("LIFEBOAT_SOURCE_CONCURRENCY", 2, 1...256))
+            sourceConcurrency: try number("LIFEBOAT_SOURCE_CONCURRENCY", 2, 1...256),
+            schedulerSeconds: try number("LIFEBOAT_SCHEDULER_SECONDS", 60, 0...86_400))
     }
 
     /// The broker settings alone: what the CLI's send and watch commands need.
