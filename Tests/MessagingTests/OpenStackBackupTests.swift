@@ -86,6 +86,16 @@ final class OpenStackBackupTests: XCTestCase {
         XCTAssertEqual(refused.last?.status, .rejected, LifeboatQueues.summary(refused))
         XCTAssertTrue(refused.last?.reason?.contains("is not a member of project \(demo)") == true, LifeboatQueues.summary(refused))
 
+        // Keystone stops accepting the worker's token (revoked: what it answers for an expired
+        // one too, 401): the next job logs in again without failing.
+        let admin = OpenStackInventory(configuration: try CloudConfiguration.load(cloud: "lifeboat-admin"), logger: Logger(label: "test"))
+        let workerSession = try XCTUnwrap(worker.worker.inventory?.session)
+        let revoked = try XCTUnwrap(workerSession.heldToken)
+        _ = try await runBlocking {
+            try admin.session.send(HTTPRequest(.delete, try admin.session.configuration.identityURL.appendingPathComponent("auth/tokens"),
+                                               headers: ["X-Subject-Token": revoked.revealed]))
+        }
+
         // Restore as a new server in project restore-target, asked by bob (a member of demo and
         // of restore-target), after carol deleted her key pair: it is recreated for her.
         let deleted = try await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-carol", "keypair", "delete", keyName])
@@ -95,7 +105,7 @@ final class OpenStackBackupTests: XCTestCase {
                                                 requestedBy: Principal(userId: bobID)))
         let restored = try await LifeboatQueues.results(of: "os-\(suffix)-new", until: .succeeded, seconds: 600)
         XCTAssertEqual(restored.last?.status, .succeeded, LifeboatQueues.summary(restored))
-        let admin = OpenStackInventory(configuration: try CloudConfiguration.load(cloud: "lifeboat-admin"), logger: Logger(label: "test"))
+        XCTAssertNotEqual(workerSession.heldToken, revoked, "the worker logged in again")
         let newServer = try XCTUnwrap(restored.last?.details?["server"], LifeboatQueues.summary(restored))
         let made = try await runBlocking { try XCTUnwrap(try admin.server(newServer)) }
         defer {

@@ -18,6 +18,8 @@ public final class Worker: Sendable {
     private let publisher: LifeboatPublisher
     /// Runs the policies' schedules, where there are any and OpenStack lists the instances.
     let scheduler: BackupScheduler?
+    /// Lifeboat's OpenStack account, when configured: shared by the planner, the tasks and the scheduler.
+    let inventory: OpenStackInventory?
 
     /// Opens the repository (if configured) first, so a wrong path or passphrase stops the
     /// worker at start, not at its first task.
@@ -33,6 +35,7 @@ public final class Worker: Sendable {
         let inventory = try configuration.openstackCloud.map { cloud in
             OpenStackInventory(configuration: try CloudConfiguration.load(cloud: cloud == "env" ? nil : cloud), logger: logger)
         }
+        self.inventory = inventory
         publisher = LifeboatPublisher(settings: configuration.amqp, topology: topology, logger: logger)
         let intakeConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology,
                                           queues: [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications],
