@@ -12,7 +12,7 @@ struct Lifeboat: AsyncParsableCommand {
             See the README's configuration table.
             """,
         subcommands: [WorkerCommand.self, BackupCommand.self, RestoreCommand.self, CancelCommand.self, SendCommand.self,
-                      WatchCommand.self, RepositoryCommand.self])
+                      WatchCommand.self, InventoryCommand.self, RepositoryCommand.self])
 }
 
 import Logging

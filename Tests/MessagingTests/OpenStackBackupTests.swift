@@ -15,7 +15,7 @@ final class OpenStackBackupTests: XCTestCase {
         try TestOpenStack.require()
         try TestCephCluster.require()
         let environment = ProcessInfo.processInfo.environment
-        guard let host = environment["LIFEBOAT_TEST_OS_COMPUTE_HOST"].flatMap(Int.init), let demo = environment["LIFEBOAT_TEST_OS_DEMO_PROJECT_ID"],
+        guard let demo = environment["LIFEBOAT_TEST_OS_DEMO_PROJECT_ID"],
               let carolID = environment["LIFEBOAT_TEST_OS_CAROL_USER_ID"], let bobID = environment["LIFEBOAT_TEST_OS_BOB_USER_ID"],
               let aliceID = environment["LIFEBOAT_TEST_OS_ALICE_USER_ID"], let restoreProject = environment["LIFEBOAT_TEST_OS_RESTORE_PROJECT_ID"] else {
             throw TestEnvironmentMissing("needs scripts/openstack.sh env (compute host, demo project, users)")
@@ -52,11 +52,7 @@ final class OpenStackBackupTests: XCTestCase {
         // Data a restore must bring back (the root disk is the blank image's zeros).
         try await TestCephCluster.edit("volume-\(volume)", ["random:1M:3M:31", "fill:700M:1M:0x5a"])
 
-        let hypervisors = try TestHypervisors.directoryFile(in: directory, hosts: [host], extra: ["cephCluster": "ceph-test"])
-        // Name the hypervisor entry after the compute host, as an operator does.
-        let entries = try String(contentsOfFile: hypervisors, encoding: .utf8)
-            .replacingOccurrences(of: "\"hv\(host)\"", with: "\"\(environment["LIFEBOAT_TEST_OS_COMPUTE_NAME"] ?? "lifeboat-hv\(host)")\"")
-        try entries.write(toFile: hypervisors, atomically: true, encoding: .utf8)
+        let hypervisors = try TestOpenStack.computeHostFile(in: directory)
         let repositoryPath = directory.appendingPathComponent("repository").path
         _ = try Repository.create(path: repositoryPath)
         let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20, hypervisors: hypervisors,

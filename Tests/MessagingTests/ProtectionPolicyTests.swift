@@ -38,6 +38,18 @@ enum TestOpenStack {
         return id
     }
 
+    /// A hypervisor list holding the compute host, its entry named after the host as an
+    /// operator names it, its RBD disks in the test cluster.
+    static func computeHostFile(in directory: URL) throws -> String {
+        guard let host = environment["LIFEBOAT_TEST_OS_COMPUTE_HOST"].flatMap(Int.init), let name = environment["LIFEBOAT_TEST_OS_COMPUTE_NAME"] else {
+            throw TestEnvironmentMissing("needs scripts/openstack.sh env (the compute host)")
+        }
+        let file = try TestHypervisors.directoryFile(in: directory, hosts: [host], extra: ["cephCluster": "ceph-test"])
+        let entries = try String(contentsOfFile: file, encoding: .utf8).replacingOccurrences(of: "\"hv\(host)\"", with: "\"\(name)\"")
+        try entries.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
     static func deleteServer(_ id: String, cloud: String = "lifeboat-admin") async {
         _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", cloud, "server", "delete", "--wait", id])
     }

@@ -94,7 +94,9 @@ final class KeystoneTests: XCTestCase {
         let admin = try TestOpenStack.admin()
         let bob = try TestOpenStack.value("BOB_USER_ID")
         XCTAssertTrue(try admin.isMember(user: bob, ofProject: try TestOpenStack.value("DEMO_PROJECT_ID")))
-        XCTAssertFalse(try admin.isMember(user: bob, ofProject: try TestOpenStack.value("RESTORE_PROJECT_ID")))
+        XCTAssertTrue(try admin.isMember(user: bob, ofProject: try TestOpenStack.value("RESTORE_PROJECT_ID")))
+        XCTAssertFalse(try admin.isMember(user: try TestOpenStack.value("CAROL_USER_ID"), ofProject: try TestOpenStack.value("RESTORE_PROJECT_ID")))
+        XCTAssertFalse(try admin.isMember(user: try TestOpenStack.value("ALICE_USER_ID"), ofProject: try TestOpenStack.value("DEMO_PROJECT_ID")))
         XCTAssertTrue(try admin.roles(ofUser: try TestOpenStack.value("CAROL_USER_ID"), onProject: try TestOpenStack.value("DEMO_PROJECT_ID"))
             .contains("member"))
     }

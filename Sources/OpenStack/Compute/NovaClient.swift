@@ -125,6 +125,14 @@ public struct NovaClient: Sendable {
         }
     }
 
+    // MARK: Hypervisors
+
+    /// The compute hosts (admin).
+    public func computeHosts() throws -> [ComputeHost] {
+        struct Envelope: Decodable { let hypervisors: [ComputeHost] }
+        return try api.get("/os-hypervisors/detail", as: Envelope.self).hypervisors
+    }
+
     // MARK: Flavors
 
     public func flavor(_ id: String) throws -> Flavor {

@@ -276,8 +276,7 @@ extension JobPlanner {
         guard let host = server.host, let domain = server.instanceName else {
             throw RequestRefused("Nova does not say where server \(request.instance) runs (status \(server.status)): it has no host or instance name yet")
         }
-        guard let hypervisor = [host, server.hypervisorHostname].compactMap({ $0 }).first(where: { hypervisors.entries[$0] != nil })
-            ?? hypervisors.entries.values.first(where: { $0.address == host || $0.address == server.hypervisorHostname })?.name else {
+        guard let hypervisor = OpenStackInventory.hypervisorEntry(host: host, hypervisorHostname: server.hypervisorHostname, in: hypervisors) else {
             throw RequestRefused("server \(request.instance) runs on compute host \(host), which is not in LIFEBOAT_HYPERVISORS "
                                  + "(name the entry after the host)")
         }
