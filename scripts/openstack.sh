@@ -16,7 +16,9 @@
 # lines for the tests (credentials, clouds.yaml, names and ids).
 #
 # Everything listens on 127.0.0.1 only: APIs on $LIFEBOAT_OPENSTACK_PORT_BASE (default 15000):
-# Keystone +0, Glance +1, Placement +2, Nova +3, Cinder +4, Neutron +5. Databases are SQLite
+# Keystone +0, Glance +1, Placement +2, Nova +3, Cinder +4, Neutron +5, and +6 a second Keystone
+# on the same database and keys whose tokens live SHORT_TOKEN_SECONDS (tests of expired
+# tokens: the services refuse them as they would any expired token). Databases are SQLite
 # (WAL mode); RPC and notifications go through the project's broker (Nova's versioned and legacy
 # notifications on the exchange `nova`, Cinder's on `openstack`, Glance's on `glance`). All
 # configuration, databases, logs, pid files and state live in $LIFEBOAT_RUN_DIR/openstack;
@@ -44,6 +46,8 @@ PLACEMENT_PORT=$((PORT_BASE + 2))
 NOVA_PORT=$((PORT_BASE + 3))
 CINDER_PORT=$((PORT_BASE + 4))
 NEUTRON_PORT=$((PORT_BASE + 5))
+SHORT_KEYSTONE_PORT=$((PORT_BASE + 6))
+SHORT_TOKEN_SECONDS=20
 BROKER_PORT="${LIFEBOAT_BROKER_PORT:-5699}"
 CEPH_PORT="${LIFEBOAT_CEPH_PORT:-3390}"
 CEPH_CONF="$LIFEBOAT_RUN_DIR/ceph/ceph.conf"
@@ -65,6 +69,7 @@ CLOUDS_YAML="$DIR/clouds.yaml"
 REGION=RegionOne
 HOST=127.0.0.1
 AUTH_URL="http://$HOST:$KEYSTONE_PORT/v3"
+SHORT_AUTH_URL="http://$HOST:$SHORT_KEYSTONE_PORT/v3"
 TRANSPORT_URL="rabbit://guest:guest@$HOST:$BROKER_PORT/"
 DOMAIN2=lifeboat-domain2
 IMAGE_NAME=lifeboat-blank
@@ -84,7 +89,7 @@ PEER_PACKAGES=(rabbitmq-server openssl ceph-mon ceph-osd ceph-mgr ceph-common li
 # Every service but nova-compute and the forwarder, in start order. nova-conductor and
 # nova-scheduler ask Placement for its version at start (and exit if their user cannot log in
 # yet): they start once Keystone has the service users.
-EARLY_SERVICES=(keystone placement glance nova-api cinder-api cinder-scheduler cinder-volume neutron)
+EARLY_SERVICES=(keystone keystone-short placement glance nova-api cinder-api cinder-scheduler cinder-volume neutron)
 LATE_SERVICES=(nova-conductor nova-scheduler)
 SERVICES=("${EARLY_SERVICES[@]}" "${LATE_SERVICES[@]}")
 ALL_PROCS=("${SERVICES[@]}" forward nova-compute)
@@ -335,6 +340,10 @@ backend = dogpile.cache.memory
 # bcrypt's cheapest cost: every login of a service or a test checks a password (test secrets).
 password_hash_rounds = 4
 CONF
+    # The short-lived tokens' Keystone: the same configuration, its own log and token lifetime.
+    mkdir -p "$ETC/keystone-short"
+    sed -e "s|^expiration = .*|expiration = $SHORT_TOKEN_SECONDS|" -e "s|keystone.log|keystone-short.log|" \
+        "$ETC/keystone/keystone.conf" >"$ETC/keystone-short/keystone.conf"
 
     cat >"$ETC/placement/placement.conf" <<CONF
 # Placement of scripts/openstack.sh (uwsgi, $HOST:$PLACEMENT_PORT)
@@ -552,11 +561,11 @@ CONF
 
 write_clouds_yaml() {
     local tmp="$CLOUDS_YAML.tmp"
-    cloud() {   # cloud NAME USER PASSWORD PROJECT DOMAIN
+    cloud() {   # cloud NAME USER PASSWORD PROJECT DOMAIN [AUTH_URL]
         cat <<YAML
   $1:
     auth:
-      auth_url: $AUTH_URL
+      auth_url: ${6:-$AUTH_URL}
       username: $2
       password: $3
       project_name: $4
@@ -574,6 +583,7 @@ YAML
         cloud lifeboat-alice alice "$(secret alice)" alice-project "$DOMAIN2"
         cloud lifeboat-bob bob "$(secret bob)" demo Default
         cloud lifeboat-carol carol "$(secret carol)" demo Default
+        cloud lifeboat-bob-short bob "$(secret bob)" demo Default "$SHORT_AUTH_URL"
     } >"$tmp"
     chmod 600 "$tmp"
     mv -f "$tmp" "$CLOUDS_YAML"
@@ -695,6 +705,11 @@ start_service() {
                 --wsgi-file /usr/bin/keystone-wsgi-public --master --processes 1 --threads 1 \
                 --lazy-apps --die-on-term --need-app --buffer-size 65535 --add-header "Connection: close" \
                 --env "OS_KEYSTONE_CONFIG_FILES=$ETC/keystone/keystone.conf" ;;
+        keystone-short)
+            spawn keystone-short uwsgi --plugin python3 --http-socket "$HOST:$SHORT_KEYSTONE_PORT" \
+                --wsgi-file /usr/bin/keystone-wsgi-public --master --processes 1 --threads 1 \
+                --lazy-apps --die-on-term --need-app --buffer-size 65535 --add-header "Connection: close" \
+                --env "OS_KEYSTONE_CONFIG_FILES=$ETC/keystone-short/keystone.conf" ;;
         placement)
             spawn placement uwsgi --plugin python3 --http-socket "$HOST:$PLACEMENT_PORT" \
                 --wsgi-file /usr/bin/placement-api --master --processes 1 --threads 1 \
@@ -783,6 +798,7 @@ start() {
     local name
     for name in "${EARLY_SERVICES[@]}"; do start_service "$name"; done
     wait_http keystone "http://$HOST:$KEYSTONE_PORT/v3"
+    wait_http keystone-short "$SHORT_AUTH_URL"
     log "OpenStack: Keystone answers; users, projects, roles and the catalog"
     setup_cmd bootstrap "$PY" "$SCRIPTS/lib/openstack-bootstrap.py" identity "$STATE/bootstrap.json" ||
         die "the identity bootstrap failed"
@@ -912,6 +928,7 @@ print_env() {
     echo "export LIFEBOAT_TEST_OS_INSTANCES=$HV_DIR/var-lib-nova/instances"
     echo "export LIFEBOAT_TEST_OS_RBD_SECRET_UUID=$(cat "$STATE/rbd-secret-uuid")"
     echo "export LIFEBOAT_TEST_OS_PORT_BASE=$PORT_BASE"
+    echo "export LIFEBOAT_TEST_OS_SHORT_TOKEN_SECONDS=$SHORT_TOKEN_SECONDS"
     echo "export LIFEBOAT_TEST_OS_CTL=$SELF"
 }
 

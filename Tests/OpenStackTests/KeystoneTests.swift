@@ -75,6 +75,41 @@ final class KeystoneTests: XCTestCase {
         try normal.revoke()
     }
 
+    /// Tokens of the second Keystone (`lifeboat-bob-short`) expire after
+    /// `LIFEBOAT_TEST_OS_SHORT_TOKEN_SECONDS`: really expired tokens, refused by Nova.
+    func testAnExpiredTokenIsRenewedBeforeUseOrWhenNovaRefusesIt() throws {
+        try TestOpenStack.require()
+        let lifetime = try XCTUnwrap(Double(try TestOpenStack.value("SHORT_TOKEN_SECONDS")))
+        let configuration = try TestOpenStack.configuration(cloud: "lifeboat-bob-short")
+
+        // A client whose clock runs an hour behind trusts its token past the expiry: Nova says
+        // 401, and the session logs in again and repeats the call.
+        let log = CapturedLog()
+        let skewed = KeystoneSession(configuration: configuration, renewalMargin: -3600, logger: log.logger)
+        let nova = try NovaClient(session: skewed)
+        let first = try skewed.authenticate()
+        XCTAssertLessThanOrEqual(first.expiresAt.timeIntervalSinceNow, lifetime + 1, "a short-lived token")
+        _ = try nova.servers()
+        let expired = try XCTUnwrap(skewed.heldToken)
+        Thread.sleep(until: first.expiresAt.addingTimeInterval(2))
+        XCTAssertNoThrow(try nova.servers(), "the expired token refused, renewed, the call repeated")
+        XCTAssertNotEqual(skewed.heldToken, expired)
+        XCTAssertTrue(log.text.contains("refused the token (401)"), log.text)
+
+        // The normal case: a token about to expire (within the margin) is renewed before use.
+        let quiet = CapturedLog()
+        let session = KeystoneSession(configuration: configuration, renewalMargin: lifetime / 2, logger: quiet.logger)
+        let token = try session.authenticate()
+        let client = try NovaClient(session: session)
+        _ = try client.servers()
+        let held = session.heldToken
+        Thread.sleep(until: token.expiresAt.addingTimeInterval(-lifetime / 2 + 1))
+        XCTAssertNoThrow(try client.servers())
+        XCTAssertNotEqual(session.heldToken, held, "renewed within the margin")
+        XCTAssertFalse(quiet.text.contains("401"), "no call was refused: \(quiet.text)")
+        try session.revoke()
+    }
+
     func testAWrongPasswordIsRefusedOnceWithAClearError() throws {
         try TestOpenStack.require()
         let log = CapturedLog()
