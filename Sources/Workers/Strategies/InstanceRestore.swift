@@ -130,9 +130,10 @@ struct InstanceRestore: Sendable {
             id = made.id
         } else {
             let keyName = try keyPair(record, target: target, nova: nova, job: job, details: &details)
-            let networks = try networks(record, target: target, session: session)
+            let networking = try TargetNetworking(session: session, project: target.project, logger: logger)
+            let networks = try networking.networks(requested: target.networks, savedPorts: record.ports, savedNetworks: record.networks)
             var groups: [String]?
-            if case .attached = networks { groups = try securityGroups(record.securityGroups, project: target.project, session: session) }
+            if case .attached = networks { groups = try networking.securityGroups(record.securityGroups) }
             var metadata = record.server.metadata
             metadata[Self.jobKey] = job
             metadata["lifeboat_backup"] = plan.backupId
@@ -195,68 +196,6 @@ struct InstanceRestore: Sendable {
             }
         }
         throw PermanentFailure("Lifeboat's user has other keys named \(saved.name) and \(saved.name)-\(job)")
-    }
-
-    /// The requested networks (ids or names the target project sees), or the saved ones that it
-    /// sees (by id: its own or shared; else by name in it); none when the server had none.
-    private func networks(_ record: InstanceRecord, target: InstanceRestoreTarget, session: KeystoneSession) throws -> ServerNetworks {
-        let neutron = try NeutronClient(session: session)
-        func visible(_ network: OpenStack.Network) -> Bool {
-            network.projectID == target.project || network.shared == true
-        }
-        if let requested = target.networks {
-            let ids = try requested.map { wanted in
-                let byID = try? neutron.network(wanted)
-                if let byID, visible(byID) { return byID.id }
-                guard let byName = try neutron.networks(filters: ["name": wanted]).first(where: visible) else {
-                    throw PermanentFailure("project \(target.project) has no network \(wanted)")
-                }
-                return byName.id
-            }
-            return ids.isEmpty ? .none : .attached(ids.map { NetworkAttachment.network($0) })
-        }
-        let saved = record.ports.map(\.networkID)
-        guard !saved.isEmpty else { return .none }
-        let ids = try saved.map { id in
-            if let network = try? neutron.network(id), visible(network) { return network.id }
-            let name = record.networks.first { $0.id == id }?.name ?? id
-            guard let byName = try neutron.networks(filters: ["name": name, "project_id": target.project]).first else {
-                throw PermanentFailure("the saved network \(name) (\(id)) is not in project \(target.project): name the networks in the request")
-            }
-            return byName.id
-        }
-        return .attached(ids.map { NetworkAttachment.network($0) })
-    }
-
-    /// The saved security groups by name in `project`: those missing are created there with the
-    /// saved rules (a rule naming one of these groups as its remote names the new one; a rule
-    /// naming another group is left out, and logged).
-    func securityGroups(_ saved: [SecurityGroup], project: String, session: KeystoneSession) throws -> [String] {
-        let neutron = try NeutronClient(session: session)
-        var made: [String: String] = [:]  // saved id → id in the project
-        var created: [SecurityGroup] = []
-        for group in saved {
-            if let present = try neutron.securityGroups(projectID: project, name: group.name).first {
-                made[group.id] = present.id
-            } else {
-                made[group.id] = try neutron.createSecurityGroup(name: group.name, description: group.description).id
-                created.append(group)
-            }
-        }
-        for group in created {
-            for var rule in group.rules {
-                if let remote = rule.remoteGroupID {
-                    guard let mapped = made[remote] else {
-                        logger.warning("security group rule left out: its remote group was not saved",
-                                       metadata: ["group": "\(group.name)", "remoteGroup": "\(remote)"])
-                        continue
-                    }
-                    rule.remoteGroupID = mapped
-                }
-                try neutron.addRule(rule, toGroup: made[group.id] ?? "")
-            }
-        }
-        return saved.map(\.name)
     }
 
     // MARK: - Rollback
