@@ -21,7 +21,7 @@ final class TargetNetworkingTests: XCTestCase {
         // name as demo's private one.
         func network(_ name: String, project: String, shared: Bool = false) async throws -> String {
             let created = try await TestOpenStack.cli("lifeboat-admin", ["network", "create", "--project", project, "--provider-network-type", "flat",
-                                                                           "--provider-physical-network", "physnet-\(name)"]
+                                                                           "--provider-physical-network", "physnet-\(UUID().uuidString.prefix(8))"]
                                                       + (shared ? ["--share"] : []) + [name])
             return try XCTUnwrap((created as? [String: Any])?["id"] as? String)
         }
