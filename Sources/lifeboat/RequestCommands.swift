@@ -119,6 +119,8 @@ struct RestoreCommand: AsyncParsableCommand {
     @Option(help: "With --to-project: a network (name or id) of the target project. Repeatable (default: the saved ones).")
     var network: [String] = []
     @Option(help: "With --to-project: a key pair of Lifeboat's user (default: the saved one, recreated where missing).") var keypair: String?
+    @Flag(help: "With --to-project: the disks as Glance images (any storage backend) instead of Cinder volumes written through Ceph.")
+    var asImages = false
     @Option(help: "Restore only this disk. Repeatable.") var disk: [String] = []
     @Option(help: "The idempotency key.") var requestId: String?
     @Flag(help: "Print the job's results until it ends.") var follow = false
@@ -134,7 +136,7 @@ struct RestoreCommand: AsyncParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--to-rbd takes CLUSTER:POOL, not \(spec)") }
             target = .rbd(cluster: parts[0], pool: parts[1], imagePrefix: imagePrefix, overwrite: overwrite)
         case (nil, nil, nil, let project?): target = .instance(project: project, name: name, flavor: flavor, networks: network.isEmpty ? nil : network,
-                                                                      keypair: keypair)
+                                                                      keypair: keypair, disksAs: asImages ? .images : nil)
         default: throw ValidationError("name exactly one target: --to-files, --to-libvirt, --to-rbd or --to-project")
         }
         let request = RestoreRequest(requestId: requestId ?? newRequestId(), project: project, backupId: backup, target: target,

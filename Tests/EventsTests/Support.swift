@@ -77,7 +77,7 @@ enum Samples {
         .libvirt(host: "compute-2", name: nil, storageDirectory: nil, start: false),
         .rbd(cluster: "ceph-b", pool: "vms", imagePrefix: "restored-", overwrite: true),
         .rbd(cluster: "ceph-b", pool: "vms", imagePrefix: nil, overwrite: false),
-        .instance(project: "p2", name: "vm1 (restored)", flavor: "m1.small", networks: ["private", "public"], keypair: "ops"),
+        .instance(project: "p2", name: "vm1 (restored)", flavor: "m1.small", networks: ["private", "public"], keypair: "ops", disksAs: .images),
         .instance(project: "p2", name: nil, flavor: nil, networks: nil, keypair: nil),
     ]
 

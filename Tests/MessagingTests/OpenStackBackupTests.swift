@@ -136,6 +136,45 @@ final class OpenStackBackupTests: XCTestCase {
             XCTAssertEqual(written, try sha256(of: directory.appendingPathComponent("\(disk).img").path), "disk \(disk)")
         }
 
+        // The same backup restored with its disks as Glance images: the server boots from the
+        // root image, the volume disk is a volume Nova made from its image.
+        let asImages = RestoreTarget.instance(project: restoreProject, name: "lb-imaged-\(suffix)", flavor: nil, networks: nil, keypair: nil,
+                                              disksAs: .images)
+        try await publisher.send(RestoreRequest(requestId: "os-\(suffix)-images", project: demo, backupId: "os-\(suffix)", target: asImages,
+                                                requestedBy: Principal(userId: bobID)))
+        let imaged = try await LifeboatQueues.results(of: "os-\(suffix)-images", until: .succeeded, seconds: 600)
+        XCTAssertEqual(imaged.last?.status, .succeeded, LifeboatQueues.summary(imaged))
+        let imagedServer = try XCTUnwrap(imaged.last?.details?["server"], LifeboatQueues.summary(imaged))
+        let rootImage = try XCTUnwrap(imaged.last?.details?["image"], LifeboatQueues.summary(imaged))
+        let booted = try await runBlocking { try XCTUnwrap(try admin.server(imagedServer)) }
+        defer {
+            Task {
+                await TestOpenStack.deleteServer(imagedServer)
+                for attached in booted.attachedVolumes {
+                    try? await TestOpenStack.waitFor(volume: attached.id, status: "available")
+                    _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "volume", "delete", attached.id])
+                }
+                _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "image", "delete", rootImage])
+            }
+        }
+        XCTAssertEqual(booted.status, "ACTIVE")
+        XCTAssertEqual(booted.projectID, restoreProject)
+        XCTAssertEqual(booted.imageID, rootImage)
+        XCTAssertEqual(booted.keyName, keyName)
+        let disks = try manifestDisks(repositoryPath, "os-\(suffix)")
+        let rootCopy = directory.appendingPathComponent("root-image.raw").path
+        let glance = try GlanceClient(session: admin.session)
+        _ = try await runBlocking { try glance.downloadImage(rootImage, toFile: rootCopy) }
+        XCTAssertEqual(try sha256(of: rootCopy), try sha256(of: directory.appendingPathComponent("\(disks[0]).img").path), "the root image")
+        try? FileManager.default.removeItem(atPath: rootCopy)
+        XCTAssertEqual(booted.attachedVolumes.count, 1, "\(booted.attachedVolumes)")
+        for attached in booted.attachedVolumes {
+            let written = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/volume-\(attached.id)")
+            XCTAssertEqual(written, try sha256(of: directory.appendingPathComponent("\(disks[1]).img").path), "the volume Nova made from its image")
+        }
+        let leftImages = try await runBlocking { try glance.images().filter { $0.properties["lifeboat_job"] == "os-\(suffix)-images" }.map(\.id) }
+        XCTAssertEqual(leftImages, [rootImage], "the data disk's image is removed once its volume exists")
+
         // carol is a member of demo but not of restore-target: refused.
         try await publisher.send(RestoreRequest(requestId: "os-\(suffix)-carol", project: demo, backupId: "os-\(suffix)", target: asNew,
                                                 requestedBy: Principal(userId: carolID)))

@@ -8,8 +8,14 @@ public enum RestoreTarget: Codable, Sendable, Hashable {
     case libvirt(host: String, name: String?, storageDirectory: String?, start: Bool)
     /// New RBD images (an existing image is only overwritten when `overwrite` is true).
     case rbd(cluster: String, pool: String, imagePrefix: String?, overwrite: Bool)
-    /// A new OpenStack server in `project`.
-    case instance(project: String, name: String?, flavor: String?, networks: [String]?, keypair: String?)
+    /// A new OpenStack server in `project`; its disks as Cinder volumes (the default) or Glance images.
+    case instance(project: String, name: String?, flavor: String?, networks: [String]?, keypair: String?, disksAs: InstanceDisks? = nil)
+
+    /// Where a new server's disks go. `volumes`: Cinder volumes of the target project written
+    /// through librbd (their backend must be a Ceph cluster Lifeboat reaches), the server booted
+    /// from the root one. `images`: Glance images uploaded through Glance's API (any backend),
+    /// the server booted from the root one and the others made into volumes by Nova.
+    public enum InstanceDisks: String, Codable, Sendable, Hashable, CaseIterable { case volumes, images }
 
     public enum Kind: String, CaseIterable, Sendable { case files, libvirt, rbd, instance }
 
@@ -24,13 +30,13 @@ public enum RestoreTarget: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case kind, directory, format, host, name, storageDirectory, start, cluster, pool, imagePrefix, overwrite
-        case project, flavor, networks, keypair
+        case project, flavor, networks, keypair, disksAs
     }
 
     private enum FilesKeys: String, CodingKey, CaseIterable { case kind, directory, format }
     private enum LibvirtKeys: String, CodingKey, CaseIterable { case kind, host, name, storageDirectory, start }
     private enum RBDKeys: String, CodingKey, CaseIterable { case kind, cluster, pool, imagePrefix, overwrite }
-    private enum InstanceKeys: String, CodingKey, CaseIterable { case kind, project, name, flavor, networks, keypair }
+    private enum InstanceKeys: String, CodingKey, CaseIterable { case kind, project, name, flavor, networks, keypair, disksAs }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -57,7 +63,8 @@ public enum RestoreTarget: Codable, Sendable, Hashable {
             }
             self = .instance(project: try c.identifier(.project), name: try c.optionalText(.name, maxLength: 255),
                              flavor: try c.optionalText(.flavor, maxLength: 255), networks: networks,
-                             keypair: try c.optionalText(.keypair, maxLength: 255))
+                             keypair: try c.optionalText(.keypair, maxLength: 255),
+                             disksAs: try c.decodeIfPresent(String.self, forKey: .disksAs).map { _ in try c.choice(InstanceDisks.self, .disksAs) })
         }
     }
 
@@ -78,12 +85,13 @@ public enum RestoreTarget: Codable, Sendable, Hashable {
             try c.encode(pool, forKey: .pool)
             try c.encodeIfPresent(imagePrefix, forKey: .imagePrefix)
             try c.encode(overwrite, forKey: .overwrite)
-        case .instance(let project, let name, let flavor, let networks, let keypair):
+        case .instance(let project, let name, let flavor, let networks, let keypair, let disksAs):
             try c.encode(project, forKey: .project)
             try c.encodeIfPresent(name, forKey: .name)
             try c.encodeIfPresent(flavor, forKey: .flavor)
             try c.encodeIfPresent(networks, forKey: .networks)
             try c.encodeIfPresent(keypair, forKey: .keypair)
+            try c.encodeIfPresent(disksAs, forKey: .disksAs)
         }
     }
 }

@@ -133,9 +133,9 @@ public struct JobPlanner: RequestHandler {
         if case .rbd(let cluster, let pool, let prefix, let overwrite) = request.target {
             return try await planRBDRestore(request, job: job, cluster: cluster, pool: pool, prefix: prefix, overwrite: overwrite)
         }
-        if case .instance(let project, let name, let flavor, let networks, let keypair) = request.target {
+        if case .instance(let project, let name, let flavor, let networks, let keypair, let disksAs) = request.target {
             return try await planInstanceRestore(request, job: job, project: project, name: name, flavor: flavor, networks: networks,
-                                                 keypair: keypair)
+                                                 keypair: keypair, disksAs: disksAs ?? .volumes)
         }
         guard case .files(let directory, let format) = request.target else {
             throw RequestRefused("restoring to \(request.target.kind.rawValue) is not available yet: this worker restores to files")
@@ -250,7 +250,7 @@ extension JobPlanner {
     func checkMembership(_ request: RestoreRequest) async throws {
         guard let inventory else { return }
         var projects = [request.project]
-        if case .instance(let target, _, _, _, _) = request.target, target != request.project { projects.append(target) }
+        if case .instance(let target, _, _, _, _, _) = request.target, target != request.project { projects.append(target) }
         let user = request.requestedBy.userId
         for project in projects where try await !runBlocking({ try inventory.session.isMember(user: user, ofProject: project) }) {
             throw RequestRefused("user \(user) is not a member of project \(project): the restore is not allowed")
@@ -362,7 +362,7 @@ extension JobPlanner {
     /// the saved one by id, then by name) must exist. Then a `provision` task makes the volumes.
     /// The root disk is the instance's first (the domain's first disk, its boot disk).
     func planInstanceRestore(_ request: RestoreRequest, job: JobReference, project: String, name: String?, flavor: String?,
-                             networks: [String]?, keypair: String?) async throws -> [OutgoingMessage] {
+                             networks: [String]?, keypair: String?, disksAs: RestoreTarget.InstanceDisks) async throws -> [OutgoingMessage] {
         guard let inventory else {
             throw RequestRefused("restoring as a new instance needs OpenStack, which is not configured on this worker (LIFEBOAT_OPENSTACK_CLOUD)")
         }
@@ -396,11 +396,14 @@ extension JobPlanner {
                                  + flavors.map(\.name).sorted().joined(separator: ", "))
         }
         let target = InstanceRestoreTarget(project: project, name: name ?? record.server.name, flavorID: chosen.id, networks: networks,
-                                           keypair: keypair, rootDisk: root, requestedBy: request.requestedBy.userId)
-        let plan = RestorePlan(backupId: request.backupId, disks: disks, instance: target,
-                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
+                                           keypair: keypair, rootDisk: root, requestedBy: request.requestedBy.userId, disksAs: disksAs)
+        let sizes = Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) })
+        // An image is uploaded in one request: one task per disk.
+        let step = disksAs == .images ? max(1, disks.compactMap { sizes[$0] }.max() ?? 1) : restoreStep
+        let plan = RestorePlan(backupId: request.backupId, disks: disks, instance: target, diskSizes: sizes, rangeBytes: step)
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId,
-                                  details: ["project": project, "server": target.name, "flavor": chosen.name, "rootDisk": root])),
+                                  details: ["project": project, "server": target.name, "flavor": chosen.name, "rootDisk": root,
+                                            "disksAs": disksAs.rawValue])),
                 .task(TaskEvent(taskId: "\(job.jobId).provision", job: job, kind: .provision, parameters: TaskEvent.parameters(plan)))]
     }
 }

@@ -180,8 +180,12 @@ struct InstanceRestoreTarget: Codable, Sendable, Equatable {
     var rootDisk: String
     /// Who asked (a member of the target project, checked): recorded on the server.
     var requestedBy: String
-    /// Per disk: the Cinder volume the provision task created for it.
+    /// Cinder volumes (nil: volumes) or Glance images.
+    var disksAs: RestoreTarget.InstanceDisks? = nil
+    /// Per disk: the Cinder volume the provision task created for it...
     var volumes: [String: String]? = nil
+    /// ...or the Glance image.
+    var images: [String: String]? = nil
 }
 
 struct RestorePlan: Codable, Sendable, Equatable {

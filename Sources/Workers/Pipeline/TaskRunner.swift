@@ -186,6 +186,7 @@ public final class TaskRunner: Sendable {
     private func restore(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let plan = try task.parameters(as: RestorePlan.self)
         guard let disk = task.disk, let range = task.range else { throw PermanentFailure("restore task \(task.taskId) names no disk or range") }
+        if let target = plan.instance, target.images != nil { return try await instances.upload(task, plan: plan, target: target, disk: disk) }
         if let target = plan.libvirt { return try await libvirt.restore(task, plan: plan, target: target, disk: disk, range: range) }
         if let target = plan.rbd { return try await rbd.restore(task, plan: plan, target: target, disk: disk, range: range) }
         guard let directory = plan.directory else { throw PermanentFailure("restore task \(task.taskId) has no target") }

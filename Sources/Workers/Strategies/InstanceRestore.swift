@@ -21,7 +21,8 @@ import Repository
 /// sees them, the saved security groups (recreated with their rules where missing), the saved
 /// metadata and tags, plus `lifeboat_*` keys naming the backup, the job and who asked.
 ///
-/// A job that fails removes what it made (`rollback`): the server and the volumes.
+/// With `disksAs: images` the disks go through Glance instead (see `InstanceRestore+Images`).
+/// A job that fails removes what it made (`rollback`): the server, the images and the volumes.
 struct InstanceRestore: Sendable {
     let repository: Repository
     let inventory: OpenStackInventory?
@@ -40,7 +41,7 @@ struct InstanceRestore: Sendable {
     }
 
     /// Lifeboat's session in the target project; Keystone refusing it is the operator's to fix.
-    private func session(in project: String) throws -> KeystoneSession {
+    func session(in project: String) throws -> KeystoneSession {
         let session = try cloud().session(inProject: project)
         do {
             try session.authenticate()
@@ -59,6 +60,16 @@ struct InstanceRestore: Sendable {
     func provision(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         var plan = try task.parameters(as: RestorePlan.self)
         guard var target = plan.instance else { throw PermanentFailure("provision task \(task.taskId) has no instance to restore") }
+        if target.disksAs == .images {
+            let images = try await runBlocking { [plan, target] in try self.createImages(plan, target: target, job: task.job.jobId) }
+            target.images = images
+            plan.instance = target
+            return [.result(JobResult(job: task.job, status: .started, task: TaskSummary(taskId: task.taskId, kind: .provision),
+                                      backupId: plan.backupId,
+                                      details: ["project": target.project,
+                                                "images": plan.disks.map { "\($0)=\(images[$0] ?? "?")" }.joined(separator: ", ")]))]
+                + plan.tasks(task.job).map { .task($0) }
+        }
         let (volumes, location) = try await runBlocking { [plan, target] in try self.createVolumes(plan, target: target, job: task.job.jobId) }
         target.volumes = volumes
         plan.instance = target
@@ -81,7 +92,7 @@ struct InstanceRestore: Sendable {
         for disk in plan.disks {
             let name = Self.volumeName(job: job, disk: disk)
             let existing = try cinder.volumes(filters: ["name": name]).first { $0.name == name }
-            let gib = Int(max(1, ((plan.diskSizes[disk] ?? 0) + (1 << 30) - 1) >> 30))
+            let gib = Self.gibibytes(plan.diskSizes[disk] ?? 0)
             let volume = try existing ?? cinder.createVolume(VolumeCreateRequest(
                 size: gib, name: name, description: "Lifeboat: disk \(disk) of backup \(plan.backupId)",
                 metadata: [Self.jobKey: job, "lifeboat_backup": plan.backupId, "lifeboat_disk": disk]))
@@ -139,25 +150,71 @@ struct InstanceRestore: Sendable {
             metadata["lifeboat_backup"] = plan.backupId
             metadata["lifeboat_restored_from"] = record.server.id
             metadata["lifeboat_restored_by"] = target.requestedBy
-            let volumes = target.volumes ?? [:]
-            let ordered = [target.rootDisk] + plan.disks.filter { $0 != target.rootDisk }
-            let mappings = try ordered.map { disk in
-                guard let volume = volumes[disk] else { throw PermanentFailure("disk \(disk) has no volume (the provision task did not run?)") }
-                return BlockDeviceMapping(bootIndex: disk == target.rootDisk ? 0 : nil, uuid: volume, sourceType: "volume",
-                                          destinationType: "volume", deleteOnTermination: false)
-            }
+            let (imageRef, mappings) = try diskMappings(plan, target: target)
             let tags = (record.server.tags ?? []).isEmpty ? nil : record.server.tags
-            id = try nova.createServer(ServerCreateRequest(name: target.name, flavorRef: target.flavorID, blockDeviceMappings: mappings,
-                                                           networks: networks, keyName: keyName, metadata: metadata,
-                                                           securityGroups: groups, tags: tags))
-            logger.info("server created for a restore", metadata: ["job": "\(job)", "server": "\(id)", "project": "\(target.project)"])
+            let created: String
+            do {
+                created = try nova.createServer(ServerCreateRequest(name: target.name, flavorRef: target.flavorID, imageRef: imageRef,
+                                                                    blockDeviceMappings: mappings, networks: networks, keyName: keyName,
+                                                                    metadata: metadata, securityGroups: groups, tags: tags))
+            } catch let error as HTTPError where error.statusCode == 400 {
+                throw PermanentFailure("Nova refused the server: \(error)")  // the same request would be refused again
+            }
+            logger.info("server created for a restore", metadata: ["job": "\(job)", "server": "\(created)", "project": "\(target.project)"])
+            id = try keepOne(of: job, created: created, nova: nova)
         }
+        let server: Server
         do {
-            return (try nova.waitForServer(id, timeout: 600), details)
+            server = try nova.waitForServer(id, timeout: 600)
         } catch let error as OpenStackError {
             if case .resourceFailed = error { throw PermanentFailure("the new server \(id) failed: \(error)") }
             throw error
         }
+        if let images = target.images {
+            // The data disks are volumes now; their images were only the way there.
+            let glance = try GlanceClient(session: session)
+            for disk in plan.disks where disk != target.rootDisk {
+                if let image = images[disk] { _ = try? glance.deleteImage(image) }
+            }
+            details["image"] = images[target.rootDisk]
+        }
+        return (server, details)
+    }
+
+    /// What the server boots from and what is attached: the root volume and the others
+    /// (volumes), or the root image and volumes Nova makes from the other images (images).
+    private func diskMappings(_ plan: RestorePlan, target: InstanceRestoreTarget) throws -> (String?, [BlockDeviceMapping]) {
+        let others = plan.disks.filter { $0 != target.rootDisk }
+        if let images = target.images {
+            guard let root = images[target.rootDisk] else { throw PermanentFailure("the root disk has no image (the provision task did not run?)") }
+            let data = try others.map { disk in
+                guard let image = images[disk] else { throw PermanentFailure("disk \(disk) has no image (the provision task did not run?)") }
+                return BlockDeviceMapping(bootIndex: -1, uuid: image, sourceType: "image", destinationType: "volume",
+                                          volumeSize: Self.gibibytes(plan.diskSizes[disk] ?? 0), deleteOnTermination: false)
+            }
+            // With block_device_mapping_v2 Nova wants the root image listed too, as boot index 0.
+            let boot = BlockDeviceMapping(bootIndex: 0, uuid: root, sourceType: "image", destinationType: "local", deleteOnTermination: true)
+            return (root, [boot] + data)
+        }
+        let volumes = target.volumes ?? [:]
+        let mappings = try ([target.rootDisk] + others).map { disk in
+            guard let volume = volumes[disk] else { throw PermanentFailure("disk \(disk) has no volume (the provision task did not run?)") }
+            return BlockDeviceMapping(bootIndex: disk == target.rootDisk ? 0 : nil, uuid: volume, sourceType: "volume",
+                                      destinationType: "volume", deleteOnTermination: false)
+        }
+        return (nil, mappings)
+    }
+
+    /// Two deliveries of `restore-finalize` (two last ranges finishing at once) may each have
+    /// made a server: the first made stays, the others go.
+    private func keepOne(of job: String, created: String, nova: NovaClient) throws -> String {
+        let made = try nova.servers().filter { $0.metadata[Self.jobKey] == job }.sorted { ($0.created ?? "", $0.id) < ($1.created ?? "", $1.id) }
+        guard let kept = made.first else { return created }
+        for extra in made.dropFirst() {
+            logger.notice("a second server made for one restore removed", metadata: ["job": "\(job)", "server": "\(extra.id)"])
+            try nova.deleteServer(extra.id)
+        }
+        return kept.id
     }
 
     /// The key pair the server gets, by name. Nova looks the name up among the creating user's
@@ -200,7 +257,7 @@ struct InstanceRestore: Sendable {
 
     // MARK: - Rollback
 
-    /// Removes what a failed instance restore made: its server, then its volumes.
+    /// Removes what a failed instance restore made: its server, then its images and volumes.
     func rollback(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let order = try task.parameters(as: InstanceRestoreRollback.self)
         // This worker's handles on the volumes' images: Cinder cannot delete an image that has watchers.
@@ -209,13 +266,22 @@ struct InstanceRestore: Sendable {
             let session = try self.session(in: order.project)
             let nova = try NovaClient(session: session), cinder = try CinderClient(session: session)
             var removed: [String] = []
+            // Volumes Nova made from the images have no name of ours: they go as the server's.
+            var serversVolumes: Set<String> = []
             for server in try nova.servers() where server.metadata[Self.jobKey] == order.job {
+                serversVolumes.formUnion(server.attachedVolumes.map(\.id))
                 try nova.deleteServer(server.id)
                 try nova.waitForServerDeletion(server.id, timeout: 600)
                 removed.append("server \(server.id)")
             }
+            let glance = try GlanceClient(session: session)
+            for image in try glance.images() where image.properties[Self.jobKey] == order.job {
+                try glance.deleteImage(image.id)
+                removed.append("image \(image.id)")
+            }
             let prefix = Self.volumeName(job: order.job, disk: "")
-            for volume in try cinder.volumes() where volume.name?.hasPrefix(prefix) == true && volume.metadata[Self.jobKey] == order.job {
+            for volume in try cinder.volumes() where serversVolumes.contains(volume.id)
+                || volume.name?.hasPrefix(prefix) == true && volume.metadata[Self.jobKey] == order.job {
                 if volume.status != "available" { _ = try? cinder.waitForVolume(volume.id, timeout: 300) }
                 try cinder.deleteVolume(volume.id)
                 try cinder.waitForVolumeDeletion(volume.id, timeout: 300)
