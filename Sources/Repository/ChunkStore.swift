@@ -29,16 +29,22 @@ extension Repository {
         return (IndexEntry(id: id, storedSize: UInt32(stored)), true, staged)
     }
 
-    /// Fetches and checks chunk `id` of `length` plain bytes into the codec's buffer.
-    func loadChunk(_ id: ChunkID, length: Int, codec: ChunkCodec) throws(ChunkProblem) -> UnsafeRawBufferPointer {
-        let object: [UInt8]
+    /// Fetches and checks chunk `id` of `length` plain bytes into `target` (the codec's plain
+    /// buffer when nil), through the codec's object buffer: no allocation, one copy.
+    @discardableResult
+    func loadChunk(_ id: ChunkID, length: Int, codec: ChunkCodec,
+                   into target: UnsafeMutableRawBufferPointer? = nil) throws(ChunkProblem) -> UnsafeRawBufferPointer {
+        let count: Int
         do {
-            object = try backend.get(ObjectNames.chunk(id))
+            count = try backend.get(ObjectNames.chunk(id), into: codec.objectBuffer)
         } catch RepositoryError.objectNotFound {
             throw .missing
         } catch {
             throw .unreadable("\(error)")
         }
-        return try codec.decode(object, id: id, length: length, sealer: sealer)
+        let destination = target ?? codec.plainBuffer
+        try codec.decode(UnsafeRawBufferPointer(rebasing: codec.objectBuffer[0..<count]), id: id, length: length, sealer: sealer,
+                         into: destination)
+        return UnsafeRawBufferPointer(rebasing: destination[0..<length])
     }
 }

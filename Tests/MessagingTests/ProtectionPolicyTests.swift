@@ -27,8 +27,11 @@ enum TestOpenStack {
     }
 
     /// A server booted from the blank image with no network (microversion 2.37), ACTIVE; its id.
+    /// Waits for nova-compute first: it reports through the broker, so after a test restarted
+    /// the broker Nova's scheduler counts it down for up to a minute ("No valid host").
     static func createServer(_ name: String, cloud: String = "lifeboat-admin", properties: [String: String] = [:],
                              extra: [String] = []) async throws -> String {
+        try await waitForCompute()
         let arguments = ["--os-compute-api-version", "2.37", "server", "create", "--flavor", environment["LIFEBOAT_TEST_OS_FLAVOR"] ?? "m1.tiny",
                          "--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--nic", "none", "--wait"]
             + properties.sorted { $0.key < $1.key }.flatMap { ["--property", "\($0.key)=\($0.value)"] } + extra + [name]
@@ -36,6 +39,18 @@ enum TestOpenStack {
             throw TestEnvironmentMissing("server create printed no id")
         }
         return id
+    }
+
+    /// Until Nova's compute service on the test host is up (at most three minutes).
+    static func waitForCompute() async throws {
+        for _ in 0..<90 {
+            if let services = try? await cli("lifeboat-admin", ["compute", "service", "list", "--service", "nova-compute"]) as? [[String: Any]],
+               services.contains(where: { ($0["State"] as? String) == "up" && ($0["Status"] as? String) == "enabled" }) {
+                return
+            }
+            try await Task.sleep(for: .seconds(2))
+        }
+        throw TestEnvironmentMissing("nova-compute did not report as up within three minutes")
     }
 
     /// A hypervisor list holding the compute host, its entry named after the host as an

@@ -1,6 +1,7 @@
 import AMQP
 import Events
 import Foundation
+import Synchronization
 import Publisher
 import Workers
 import XCTest
@@ -23,11 +24,43 @@ final class RunningWorker: Sendable {
                                                                schedulerSeconds: schedulerSeconds))
         let worker = self.worker
         task = Task { await worker.serve() }
+        LeakedWorkers.shared.add(self)
     }
 
     func stop() async {
+        LeakedWorkers.shared.remove(self)
         await worker.shutdown(grace: 5)
         await task.value
+    }
+}
+
+/// Workers a test started and did not stop (it threw before `stop`): stopped when the test
+/// ends, so they cannot consume the next tests' requests and tasks.
+final class LeakedWorkers: XCTestObservation, Sendable {
+    static let shared: LeakedWorkers = {
+        let observer = LeakedWorkers()
+        XCTestObservationCenter.shared.addTestObserver(observer)
+        return observer
+    }()
+
+    private let live = Mutex<[ObjectIdentifier: RunningWorker]>([:])
+
+    func add(_ worker: RunningWorker) { live.withLock { $0[ObjectIdentifier(worker)] = worker } }
+    func remove(_ worker: RunningWorker) { _ = live.withLock { $0.removeValue(forKey: ObjectIdentifier(worker)) } }
+
+    func testCaseDidFinish(_ testCase: XCTestCase) {
+        let leaked = live.withLock { workers in
+            defer { workers.removeAll() }
+            return Array(workers.values)
+        }
+        for worker in leaked {
+            let stopped = DispatchSemaphore(value: 0)
+            Task {
+                await worker.stop()
+                stopped.signal()
+            }
+            stopped.wait()
+        }
     }
 }
 

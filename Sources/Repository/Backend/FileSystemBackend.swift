@@ -106,6 +106,22 @@ public struct FileSystemBackend: RepositoryBackend {
         return bytes
     }
 
+    public func get(_ name: String, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let p = path(name)
+        let fd: Int32
+        do {
+            fd = try POSIX.open(p, O_RDONLY)
+        } catch RepositoryError.system(_, _, ENOENT) {
+            throw RepositoryError.objectNotFound(name)
+        }
+        defer { POSIX.close(fd) }
+        let size = Int(try POSIX.size(fd, path: p))
+        guard size <= buffer.count else {
+            throw RepositoryError.corruptObject(name: name, reason: "\(size) bytes, more than any object of its kind")
+        }
+        return try POSIX.preadFull(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size]), at: 0, path: p)
+    }
+
     public func info(_ name: String) throws -> ObjectInfo? {
         var st = stat()
         if stat(path(name), &st) != 0 {

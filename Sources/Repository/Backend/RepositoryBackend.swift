@@ -29,6 +29,11 @@ public protocol RepositoryBackend: Sendable {
     /// The whole object; throws `RepositoryError.objectNotFound` when absent.
     func get(_ name: String) throws -> [UInt8]
 
+    /// The whole object into the start of `buffer` (reused by the caller: no allocation per
+    /// object); returns its length. Throws `objectNotFound` when absent, `corruptObject` when
+    /// it does not fit.
+    func get(_ name: String, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+
     /// Size and mtime of one object, or nil when absent.
     func info(_ name: String) throws -> ObjectInfo?
 
@@ -91,4 +96,16 @@ extension RepositoryBackend {
     }
 
     public func publish(_ objects: [StagedObject]) throws {}
+}
+
+extension RepositoryBackend {
+    /// `get` and a copy, for backends that cannot read into a given buffer.
+    public func get(_ name: String, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let object = try get(name)
+        guard object.count <= buffer.count else {
+            throw RepositoryError.corruptObject(name: name, reason: "\(object.count) bytes, more than any object of its kind")
+        }
+        object.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        return object.count
+    }
 }

@@ -20,17 +20,22 @@ final class ChunkCodec {
     private let encodeBuffer: UnsafeMutableRawBufferPointer
     /// One plain chunk: decode target.
     let plainBuffer: UnsafeMutableRawBufferPointer
+    /// One stored object as read from the backend (reused: reading allocates nothing).
+    let objectBuffer: UnsafeMutableRawBufferPointer
 
     init(chunkSize: Int, level: Int32) {
         self.chunkSize = chunkSize
         compressor = ZstdCompressor(level: level)
-        encodeBuffer = .allocate(byteCount: Self.headerSize + max(ZstdCompressor.bound(chunkSize), chunkSize), alignment: 64)
+        let objectBound = Self.headerSize + max(ZstdCompressor.bound(chunkSize), chunkSize)
+        encodeBuffer = .allocate(byteCount: objectBound, alignment: 64)
         plainBuffer = .allocate(byteCount: chunkSize, alignment: 64)
+        objectBuffer = .allocate(byteCount: objectBound + ObjectSealer.overhead, alignment: 4096)
     }
 
     deinit {
         encodeBuffer.deallocate()
         plainBuffer.deallocate()
+        objectBuffer.deallocate()
     }
 
     /// True when every byte is zero. Checks 16 bytes, then compares the buffer with itself
@@ -88,39 +93,48 @@ final class ChunkCodec {
         return size < sample.count - sample.count / 64
     }
 
-    /// Decodes a stored object into `plainBuffer`, checking it is exactly the chunk `id` of
-    /// `length` bytes. Returns the plain bytes (valid until the next decode).
-    func decode(_ object: [UInt8], id: ChunkID, length: Int, sealer: ObjectSealer) throws(ChunkProblem) -> UnsafeRawBufferPointer {
-        let container: [UInt8]
-        do {
-            container = try sealer.open(object, context: id.bytes)
-        } catch {
-            throw .authenticationFailed
-        }
-        guard container.count >= Self.headerSize else { throw .unreadable("object of \(container.count) bytes") }
-        let stated = Int(container.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 1, as: UInt32.self)) })
-        guard stated == length else { throw .lengthMismatch(expected: length, actual: stated) }
-        guard length <= chunkSize else { throw .unreadable("chunk longer than the chunk size") }
-        let plain = UnsafeMutableRawBufferPointer(rebasing: plainBuffer[0..<length])
-        let result: ChunkProblem? = container.withUnsafeBytes { bytes in
-            let payload = UnsafeRawBufferPointer(rebasing: bytes[Self.headerSize...])
-            switch bytes[0] {
-            case Self.raw:
-                guard payload.count == length else { return .lengthMismatch(expected: length, actual: payload.count) }
-                plain.copyMemory(from: payload)
-            case Self.zstd:
-                do {
-                    try decompressor.decompress(payload, into: plain, expectedSize: length)
-                } catch {
-                    return .unreadable("\(error)")
-                }
-            default:
-                return .unreadable("unknown encoding \(bytes[0])")
+    /// Decodes a stored object into the start of `target`, checking it is exactly the chunk `id`
+    /// of `length` bytes: one copy (or one decompression) from the object to the target, and
+    /// the hash over the result.
+    func decode(_ object: UnsafeRawBufferPointer, id: ChunkID, length: Int, sealer: ObjectSealer,
+                into target: UnsafeMutableRawBufferPointer) throws(ChunkProblem) {
+        guard length <= chunkSize, length <= target.count else { throw .unreadable("chunk longer than the chunk size") }
+        let plain = UnsafeMutableRawBufferPointer(rebasing: target[0..<length])
+        let problem: ChunkProblem?
+        if sealer.isEncrypted {
+            let container: [UInt8]
+            do {
+                container = try sealer.open(Array(object), context: id.bytes)
+            } catch {
+                throw .authenticationFailed
             }
-            return nil
+            problem = container.withUnsafeBytes { decodeContainer($0, length: length, into: plain) }
+        } else {
+            problem = decodeContainer(object, length: length, into: plain)
         }
-        if let result { throw result }
+        if let problem { throw problem }
         guard Self.id(of: UnsafeRawBufferPointer(plain), sealer: sealer) == id else { throw .hashMismatch }
-        return UnsafeRawBufferPointer(plain)
+    }
+
+    /// `[encoding][plain length][payload]` into `plain` (exactly the stated length).
+    private func decodeContainer(_ bytes: UnsafeRawBufferPointer, length: Int, into plain: UnsafeMutableRawBufferPointer) -> ChunkProblem? {
+        guard bytes.count >= Self.headerSize else { return .unreadable("object of \(bytes.count) bytes") }
+        let stated = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 1, as: UInt32.self)))
+        guard stated == length else { return .lengthMismatch(expected: length, actual: stated) }
+        let payload = UnsafeRawBufferPointer(rebasing: bytes[Self.headerSize...])
+        switch bytes[0] {
+        case Self.raw:
+            guard payload.count == length else { return .lengthMismatch(expected: length, actual: payload.count) }
+            plain.copyMemory(from: payload)
+        case Self.zstd:
+            do {
+                try decompressor.decompress(payload, into: plain, expectedSize: length)
+            } catch {
+                return .unreadable("\(error)")
+            }
+        default:
+            return .unreadable("unknown encoding \(bytes[0])")
+        }
+        return nil
     }
 }

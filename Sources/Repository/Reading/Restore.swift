@@ -98,7 +98,8 @@ extension Repository {
     /// Hands the non-zero chunks of the disk (or of `[offset, offset + length)`, chunk-aligned)
     /// to `deliver` in ascending order (zero chunks are
     /// skipped: the target is created sparse), decoding a window of chunks on `threads` threads
-    /// while the previous window is delivered: how a restore streams to a remote target.
+    /// while the previous window is delivered (two sets of buffers, codecs reused across
+    /// windows): how a restore streams to a remote target.
     /// Damaged chunks fail as in `restore(to:)`. Returns the disk's size.
     @discardableResult
     public func streamDisk(backup: String, disk: String, offset: UInt64 = 0, length: UInt64 = .max, threads: Int = 0,
@@ -110,25 +111,35 @@ extension Repository {
         let positions = (first..<max(first, end)).filter { !index.entries[$0].isZero }
         let workers = threads > 0 ? threads : Parallel.defaultThreads
         let window = workers * 4
-        let buffers = (0..<window).map { _ in ReadBuffer(size: chunkSize) }
-        var start = 0
-        while start < positions.count {
-            let batch = Array(positions[start..<min(start + window, positions.count)])
-            try Parallel.forEach(count: batch.count, threads: workers, makeState: { self.makeCodec() }) { n, codec in
+        let windows = stride(from: 0, to: positions.count, by: window).map { Array(positions[$0..<min($0 + window, positions.count)]) }
+        // Two sets of buffers: one window is decoded into one set while the other is delivered.
+        let buffers = (0..<2).map { _ in (0..<min(window, positions.count)).map { _ in ReadBuffer(size: chunkSize) } }
+        let codecs = CodecPool { self.makeCodec() }
+        @Sendable func decode(_ batch: [Int], into set: [ReadBuffer]) throws {
+            try Parallel.forEach(count: batch.count, threads: workers, makeState: { codecs.lease() }) { n, lease in
                 let i = batch[n]
                 let id = index.entries[i].id
                 do throws(ChunkProblem) {
-                    let plain = try loadChunk(id, length: index.length(of: i), codec: codec)
-                    buffers[n].bytes.copyMemory(from: plain)
+                    try loadChunk(id, length: index.length(of: i), codec: lease.codec, into: set[n].bytes)
                 } catch {
                     throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
                                                                     offset: index.offset(of: i), problem: error))
                 }
             }
-            for (n, i) in batch.enumerated() {
-                try deliver(index.offset(of: i), UnsafeRawBufferPointer(rebasing: buffers[n].bytes[0..<index.length(of: i)]))
+        }
+        guard let firstWindow = windows.first else { return index.diskSize }
+        try decode(firstWindow, into: buffers[0])
+        for (k, batch) in windows.enumerated() {
+            let next = k + 1 < windows.count ? BackgroundWork { try decode(windows[k + 1], into: buffers[(k + 1) % 2]) } : nil
+            do {
+                for (n, i) in batch.enumerated() {
+                    try deliver(index.offset(of: i), UnsafeRawBufferPointer(rebasing: buffers[k % 2][n].bytes[0..<index.length(of: i)]))
+                }
+            } catch {
+                try? next?.wait()  // no decoder may outlive the buffers
+                throw error
             }
-            start += batch.count
+            try next?.wait()
         }
         return index.diskSize
     }
@@ -141,4 +152,46 @@ extension Repository {
 
 private extension UInt64 {
     func quotientRoundingUp(_ divisor: UInt64) -> UInt64 { self / divisor + (self % divisor == 0 ? 0 : 1) }
+}
+
+/// Codecs handed out to decoding threads and taken back when their lease ends: a restore's
+/// windows reuse a few codecs (and their chunk-sized buffers) instead of making new ones each.
+final class CodecPool: @unchecked Sendable {
+    final class Lease {
+        let codec: ChunkCodec
+        private let pool: CodecPool
+        init(_ codec: ChunkCodec, pool: CodecPool) { self.codec = codec; self.pool = pool }
+        deinit { pool.give(codec) }
+    }
+
+    private let lock = NSLock()
+    private var idle: [ChunkCodec] = []
+    private let make: @Sendable () -> ChunkCodec
+
+    init(make: @escaping @Sendable () -> ChunkCodec) { self.make = make }
+
+    func lease() -> Lease {
+        let codec = lock.withLock { idle.popLast() } ?? make()
+        return Lease(codec, pool: self)
+    }
+
+    fileprivate func give(_ codec: ChunkCodec) { lock.withLock { idle.append(codec) } }
+}
+
+/// Work started on a thread of its own at once; `wait` returns when it is done (or throws its error).
+final class BackgroundWork: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var failure: (any Error)?
+
+    init(_ body: @escaping @Sendable () throws -> Void) {
+        Thread.detachNewThread { [self] in
+            do { try body() } catch { failure = error }
+            done.signal()
+        }
+    }
+
+    func wait() throws {
+        done.wait()
+        if let failure { throw failure }
+    }
 }

@@ -160,7 +160,7 @@ extension Repository {
         }
         let id = parent.entries[position].id
         do throws(ChunkProblem) {
-            target.copyMemory(from: try loadChunk(id, length: count, codec: codec))
+            try loadChunk(id, length: count, codec: codec, into: target)
         } catch {
             throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk, offset: chunkOffset, problem: error))
         }
