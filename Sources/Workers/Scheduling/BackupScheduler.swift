@@ -58,6 +58,8 @@ public final class BackupScheduler: Sendable {
             logger.warning("scheduler: cannot list Nova's servers; trying again next pass", metadata: ["error": "\(error)"])
             return
         }
+        // Slots whose window closed cannot come due again: forget them.
+        state.withLock { state in state.published = state.published.filter { $0.value > now } }
         for (request, closes) in due(servers: servers, now: now) {
             do {
                 try await publisher.send(request)
@@ -76,10 +78,7 @@ public final class BackupScheduler: Sendable {
     func due(servers: [Server], now: Date) -> [(BackupRequest, Date)] {
         var protected: [String: String] = [:]
         var requests: [(BackupRequest, Date)] = []
-        let published = state.withLock { state in
-            state.published = state.published.filter { $0.value > now }
-            return state.published
-        }
+        let published = state.withLock { $0.published }
         for server in servers where !["BUILD", "ERROR", "DELETED", "SOFT_DELETED"].contains(server.status) {
             guard let policy = policies.policy(metadata: server.metadata, tags: server.tags), let project = server.projectID else { continue }
             protected[server.id] = policy.name
