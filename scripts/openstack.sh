@@ -404,10 +404,12 @@ shutdown_timeout = 0
 auth_strategy = keystone
 [wsgi]
 api_paste_config = /etc/nova/api-paste.ini
+# timeout: wait up to 30 s for another process's write lock instead of pysqlite's 5 s (a
+# conductor losing that race left a server in BUILD for good).
 [api_database]
-connection = sqlite:///$DB/nova_api.sqlite
+connection = sqlite:///$DB/nova_api.sqlite?timeout=30
 [database]
-connection = sqlite:///$DB/nova.sqlite
+connection = sqlite:///$DB/nova.sqlite?timeout=30
 [conductor]
 workers = 1
 [scheduler]

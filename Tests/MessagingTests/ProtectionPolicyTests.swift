@@ -29,16 +29,28 @@ enum TestOpenStack {
     /// A server booted from the blank image with no network (microversion 2.37), ACTIVE; its id.
     /// Waits for nova-compute first: it reports through the broker, so after a test restarted
     /// the broker Nova's scheduler counts it down for up to a minute ("No valid host").
+    /// Bounded: a server the test cloud leaves in BUILD (its SQLite databases can lose a lock
+    /// race) is deleted and made once more, instead of waiting forever as `--wait` would.
     static func createServer(_ name: String, cloud: String = "lifeboat-admin", properties: [String: String] = [:],
                              extra: [String] = []) async throws -> String {
-        try await waitForCompute()
         let arguments = ["--os-compute-api-version", "2.37", "server", "create", "--flavor", environment["LIFEBOAT_TEST_OS_FLAVOR"] ?? "m1.tiny",
-                         "--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--nic", "none", "--wait"]
+                         "--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--nic", "none"]
             + properties.sorted { $0.key < $1.key }.flatMap { ["--property", "\($0.key)=\($0.value)"] } + extra + [name]
-        guard let server = try await cli(cloud, arguments) as? [String: Any], let id = server["id"] as? String else {
-            throw TestEnvironmentMissing("server create printed no id")
+        var last = "none"
+        for _ in 0..<2 {
+            try await waitForCompute()
+            guard let server = try await cli(cloud, arguments) as? [String: Any], let id = server["id"] as? String else {
+                throw TestEnvironmentMissing("server create printed no id")
+            }
+            for _ in 0..<90 {
+                last = (try? await cli(cloud, ["server", "show", id]) as? [String: Any])?["status"] as? String ?? "unknown"
+                if last == "ACTIVE" { return id }
+                if last == "ERROR" { break }
+                try await Task.sleep(for: .seconds(2))
+            }
+            _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", cloud, "server", "delete", id])
         }
-        return id
+        throw TestEnvironmentMissing("server \(name) did not become ACTIVE in two tries (last status \(last)): see Nova's logs")
     }
 
     /// Until Nova's compute service on the test host is up (at most three minutes).
@@ -66,7 +78,7 @@ enum TestOpenStack {
     }
 
     static func deleteServer(_ id: String, cloud: String = "lifeboat-admin") async {
-        _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", cloud, "server", "delete", "--wait", id])
+        _ = try? await runProcess("/usr/bin/timeout", ["300", "/usr/bin/openstack", "--os-cloud", cloud, "server", "delete", "--wait", id])
     }
 }
 
