@@ -106,11 +106,7 @@ final class OpenStackBackupTests: XCTestCase {
         let made = try await runBlocking { try XCTUnwrap(try admin.server(newServer)) }
         defer {
             Task {
-                await TestOpenStack.deleteServer(newServer)
-                for attached in made.attachedVolumes {
-                    try? await TestOpenStack.waitFor(volume: attached.id, status: "available")
-                    _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "volume", "delete", attached.id])
-                }
+                await TestOpenStack.deleteServer(newServer, andVolumes: made.attachedVolumes.map(\.id))
                 _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "keypair", "delete", keyName])
             }
         }
@@ -149,11 +145,7 @@ final class OpenStackBackupTests: XCTestCase {
         let booted = try await runBlocking { try XCTUnwrap(try admin.server(imagedServer)) }
         defer {
             Task {
-                await TestOpenStack.deleteServer(imagedServer)
-                for attached in booted.attachedVolumes {
-                    try? await TestOpenStack.waitFor(volume: attached.id, status: "available")
-                    _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "volume", "delete", attached.id])
-                }
+                await TestOpenStack.deleteServer(imagedServer, andVolumes: booted.attachedVolumes.map(\.id))
                 _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "image", "delete", rootImage])
             }
         }

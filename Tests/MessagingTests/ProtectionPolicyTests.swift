@@ -80,6 +80,15 @@ enum TestOpenStack {
     static func deleteServer(_ id: String, cloud: String = "lifeboat-admin") async {
         _ = try? await runProcess("/usr/bin/timeout", ["300", "/usr/bin/openstack", "--os-cloud", cloud, "server", "delete", "--wait", id])
     }
+
+    /// The server, then its volumes once Nova has let go of them.
+    static func deleteServer(_ id: String, andVolumes volumes: [String]) async {
+        await deleteServer(id)
+        for volume in volumes {
+            try? await waitFor(volume: volume, status: "available")
+            _ = try? await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-admin", "volume", "delete", volume])
+        }
+    }
 }
 
 /// Notification-driven protection against real Nova: a server created with the policy's

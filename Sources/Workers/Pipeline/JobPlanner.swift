@@ -144,6 +144,16 @@ public struct JobPlanner: RequestHandler {
             throw RequestRefused("\(directory) is outside the directories this worker may restore into "
                                  + "(LIFEBOAT_RESTORE_DIRECTORIES: \(settings.restoreRoots.isEmpty ? "none" : settings.restoreRoots.joined(separator: ":")))")
         }
+        let (manifest, _, disks) = try await restoredBackup(request)
+        let plan = RestorePlan(backupId: request.backupId, directory: directory, disks: disks, format: format,
+                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
+        return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + plan.tasks(job).map { .task($0) }
+    }
+
+    /// The backup a restore reads: its manifest, its metadata (nil for a backup made without
+    /// any), and the disks to restore (the request's, each checked to exist; else all, in the
+    /// backup's order).
+    func restoredBackup(_ request: RestoreRequest) async throws -> (BackupManifest, BackupMetadata?, [String]) {
         let repository = self.repository
         let manifest: BackupManifest
         do {
@@ -151,14 +161,13 @@ public struct JobPlanner: RequestHandler {
         } catch {
             throw RequestRefused("backup \(request.backupId) does not exist in this repository")
         }
-        let names = manifest.disks.map(\.name)
+        let metadata = try? JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata)
+        let names = metadata?.disks ?? manifest.disks.map(\.name)
         let disks = request.disks ?? names
         if let unknown = disks.first(where: { !names.contains($0) }) {
             throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
         }
-        let plan = RestorePlan(backupId: request.backupId, directory: directory, disks: disks, format: format,
-                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
-        return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + plan.tasks(job).map { .task($0) }
+        return (manifest, metadata, disks)
     }
 
     /// Bytes per restore task: like transfers, no delivery is held for long.
@@ -197,19 +206,9 @@ extension JobPlanner {
             throw RequestRefused("\(error)")
         }
         let repository = self.repository
-        let metadata: BackupMetadata, manifest: BackupManifest
-        do {
-            manifest = try await runBlocking { try repository.manifest(request.backupId) }
-            metadata = try JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata)
-        } catch {
-            throw RequestRefused("backup \(request.backupId) does not exist in this repository")
-        }
-        guard let source = metadata.libvirt else {
+        let (manifest, metadata, disks) = try await restoredBackup(request)
+        guard let source = metadata?.libvirt else {
             throw RequestRefused("backup \(request.backupId) was not taken from libvirt, so it has no domain to define: restore it to files")
-        }
-        let disks = request.disks ?? metadata.disks
-        if let unknown = disks.first(where: { !metadata.disks.contains($0) }) {
-            throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(metadata.disks.joined(separator: ", ")))")
         }
         let domain = name ?? source.domain
         var files: [String: String] = [:], formats: [String: String] = [:]
@@ -315,18 +314,8 @@ extension JobPlanner {
             throw RequestRefused(error.description)
         }
         let repository = self.repository
-        let manifest: BackupManifest
-        do {
-            manifest = try await runBlocking { try repository.manifest(request.backupId) }
-        } catch {
-            throw RequestRefused("backup \(request.backupId) does not exist in this repository")
-        }
-        let source = (try? JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata))?.rbd
-        let names = manifest.disks.map(\.name)
-        let disks = request.disks ?? names
-        if let unknown = disks.first(where: { !names.contains($0) }) {
-            throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
-        }
+        let (manifest, metadata, disks) = try await restoredBackup(request)
+        let source = metadata?.rbd
         let stem = prefix ?? (overwrite ? "" : "\(request.backupId)-")
         let images = Dictionary(uniqueKeysWithValues: disks.map { ($0, stem + (source?.images[$0]?.image ?? $0)) })
         let strategy = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: settings.rangeBytes, logger: Logger(label: "lifeboat.planner"))
@@ -366,21 +355,10 @@ extension JobPlanner {
         guard let inventory else {
             throw RequestRefused("restoring as a new instance needs OpenStack, which is not configured on this worker (LIFEBOAT_OPENSTACK_CLOUD)")
         }
-        let repository = self.repository
-        let manifest: BackupManifest, metadata: BackupMetadata
-        do {
-            manifest = try await runBlocking { try repository.manifest(request.backupId) }
-            metadata = try JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata)
-        } catch {
-            throw RequestRefused("backup \(request.backupId) does not exist in this repository")
-        }
-        guard let record = metadata.openstack else {
+        let (manifest, metadata, disks) = try await restoredBackup(request)
+        guard let metadata, let record = metadata.openstack else {
             throw RequestRefused("backup \(request.backupId) was not taken from a Nova server, so there is no instance to recreate: "
                                  + "restore it to files, a hypervisor or RBD")
-        }
-        let disks = request.disks ?? metadata.disks
-        if let unknown = disks.first(where: { !metadata.disks.contains($0) }) {
-            throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(metadata.disks.joined(separator: ", ")))")
         }
         guard let root = metadata.disks.first(where: disks.contains) else { throw RequestRefused("the restore names no disk") }
         let flavors = try await runBlocking { try NovaClient(session: inventory.session).flavors() }
