@@ -91,22 +91,25 @@ public struct FileSystemBackend: RepositoryBackend {
     }
 
     public func get(_ name: String) throws -> [UInt8] {
-        let p = path(name)
-        let fd: Int32
-        do {
-            fd = try POSIX.open(p, O_RDONLY)
-        } catch RepositoryError.system(_, _, ENOENT) {
-            throw RepositoryError.objectNotFound(name)
+        try reading(name) { fd, size, path in
+            var bytes = [UInt8](repeating: 0, count: size)
+            let n = try bytes.withUnsafeMutableBytes { try POSIX.preadFull(fd, $0, at: 0, path: path) }
+            if n < size { bytes.removeLast(size - n) }
+            return bytes
         }
-        defer { POSIX.close(fd) }
-        let size = Int(try POSIX.size(fd, path: p))
-        var bytes = [UInt8](repeating: 0, count: size)
-        let n = try bytes.withUnsafeMutableBytes { try POSIX.preadFull(fd, $0, at: 0, path: p) }
-        if n < size { bytes.removeLast(size - n) }
-        return bytes
     }
 
     public func get(_ name: String, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try reading(name) { fd, size, path in
+            guard size <= buffer.count else {
+                throw RepositoryError.corruptObject(name: name, reason: "\(size) bytes, more than any object of its kind")
+            }
+            return try POSIX.preadFull(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size]), at: 0, path: path)
+        }
+    }
+
+    /// Opens object `name` for `body` with its size; absent → `objectNotFound`.
+    private func reading<T>(_ name: String, _ body: (Int32, Int, String) throws -> T) throws -> T {
         let p = path(name)
         let fd: Int32
         do {
@@ -115,11 +118,7 @@ public struct FileSystemBackend: RepositoryBackend {
             throw RepositoryError.objectNotFound(name)
         }
         defer { POSIX.close(fd) }
-        let size = Int(try POSIX.size(fd, path: p))
-        guard size <= buffer.count else {
-            throw RepositoryError.corruptObject(name: name, reason: "\(size) bytes, more than any object of its kind")
-        }
-        return try POSIX.preadFull(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size]), at: 0, path: p)
+        return try body(fd, Int(try POSIX.size(fd, path: p)), p)
     }
 
     public func info(_ name: String) throws -> ObjectInfo? {
