@@ -22,6 +22,8 @@ public struct DomainDescription: Sendable {
         public var format: String
         /// Files below the active image, nearest first, as far as libvirt reports them.
         public var backingFiles: [String]
+        /// The disk's `<serial>`: Nova sets it to the Cinder volume's id for volumes it attaches.
+        public var serial: String? = nil
     }
 
     public var name: String
@@ -62,7 +64,7 @@ public struct DomainDescription: Sendable {
                 store = current.child("backingStore")
             }
             return Disk(target: target, backing: backing, format: element.child("driver")?.attribute("type") ?? "raw",
-                        backingFiles: backingFiles)
+                        backingFiles: backingFiles, serial: element.child("serial")?.stringValue)
         }
     }
 

@@ -163,7 +163,7 @@ final class SchemaTests: XCTestCase {
              .invalidValue(path: "requestId", reason: "must not be empty")),
             (.backup, #"{\#(backup),"mode":"full","policy":"gold.plus"}"#, .invalidValue(path: "policy", reason: #"only letters, digits, "-", "_" are allowed"#)),
             (.backup, #"{\#(backup),"mode":"full","source":{"kind":"nfs","disks":[]}}"#,
-             .invalidValue(path: "source.kind", reason: #""nfs" is not one of "files", "libvirt", "rbd""#)),
+             .invalidValue(path: "source.kind", reason: #""nfs" is not one of "files", "libvirt", "rbd", "cinder""#)),
             (.backup, #"{\#(backup),"mode":"full","source":{"disks":[]}}"#, .missingField(path: "source.kind")),
             (.backup, #"{\#(backup),"mode":"full","source":{"kind":"files","disks":[]}}"#, .invalidValue(path: "source.disks", reason: "must name at least one disk")),
             (.backup, #"{\#(backup),"mode":"full","source":{"kind":"files","disks":[{"name":"vda","path":"vda.img","format":"raw"}]}}"#,

@@ -84,7 +84,7 @@ final class StrictDecodingTests: XCTestCase {
                       mentioning: [#"field "mode" is invalid"#, "differential", #""full", "incremental""#]) { () throws(EventDecodingError) in
             try decodeBackup(body(#"{"type":"backup.request","version":1,"requestId":"r1","project":"p1","instance":"i1","mode":"differential"}"#))
         }
-        assertRejects(.invalidValue(path: "source.kind", reason: #""nfs" is not one of "files", "libvirt", "rbd""#),
+        assertRejects(.invalidValue(path: "source.kind", reason: #""nfs" is not one of "files", "libvirt", "rbd", "cinder""#),
                       mentioning: ["source.kind", "nfs"]) { () throws(EventDecodingError) in
             try decodeBackup(backup(source: #"{"kind":"nfs"}"#))
         }

@@ -61,6 +61,7 @@ enum Samples {
         .libvirt(host: "compute-1.example.org", domain: "instance-0000002a", disks: ["vda", "vdb"]),
         .libvirt(host: "compute-1", domain: "instance-0000002a", disks: nil),
         .rbd(cluster: "ceph-a", disks: [RBDDisk(name: "vda", pool: "vms", image: "985e08bd_disk")]),
+        .cinder(disks: [CinderDisk(name: "vda", volume: "2f0b1b7e-5c1e-4f0e-9f59-0d8e6b0f3a11")]),
     ]
 
     static let backups: [BackupRequest] = [

@@ -31,10 +31,12 @@ enum TestOpenStack {
     /// the broker Nova's scheduler counts it down for up to a minute ("No valid host").
     /// Bounded: a server the test cloud leaves in BUILD (its SQLite databases can lose a lock
     /// race) is deleted and made once more, instead of waiting forever as `--wait` would.
+    /// `bootVolume`: boot from that volume instead of the image.
     static func createServer(_ name: String, cloud: String = "lifeboat-admin", properties: [String: String] = [:],
-                             extra: [String] = []) async throws -> String {
-        let arguments = ["--os-compute-api-version", "2.37", "server", "create", "--flavor", environment["LIFEBOAT_TEST_OS_FLAVOR"] ?? "m1.tiny",
-                         "--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--nic", "none"]
+                             extra: [String] = [], bootVolume: String? = nil) async throws -> String {
+        let boot = bootVolume.map { ["--volume", $0] } ?? ["--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank"]
+        let arguments = ["--os-compute-api-version", "2.37", "server", "create", "--flavor", environment["LIFEBOAT_TEST_OS_FLAVOR"] ?? "m1.tiny"]
+            + boot + ["--nic", "none"]
             + properties.sorted { $0.key < $1.key }.flatMap { ["--property", "\($0.key)=\($0.value)"] } + extra + [name]
         var last = "none"
         for _ in 0..<2 {

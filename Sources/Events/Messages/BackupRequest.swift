@@ -35,7 +35,7 @@ public enum DiskFormat: String, Codable, Sendable, CaseIterable {
     case qcow2
 }
 
-/// A disk image file on the worker's own host (also how disk attachment hands over devices).
+/// A disk image file (or block device) on the worker's own host.
 public struct LocalDisk: Codable, Sendable, Hashable {
     public var name: String
     public var path: String
@@ -81,6 +81,28 @@ public struct RBDDisk: Codable, Sendable, Hashable {
     }
 }
 
+/// A Cinder volume read by disk attachment: Lifeboat snapshots it in Cinder, attaches a volume
+/// made from that snapshot to its proxy server, reads it there, then detaches and deletes both.
+public struct CinderDisk: Codable, Sendable, Hashable {
+    public var name: String
+    /// The volume's id.
+    public var volume: String
+
+    public init(name: String, volume: String) {
+        self.name = name
+        self.volume = volume
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, volume }
+
+    public init(from decoder: any Decoder) throws {
+        try decoder.rejectUnknownFields(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.identifier(.name)
+        volume = try c.identifier(.volume)
+    }
+}
+
 /// Where a backup reads from, when the requester names it. Without it, the worker resolves
 /// the instance through the OpenStack APIs and picks the strategy per disk.
 public enum BackupSource: Codable, Sendable, Hashable {
@@ -90,14 +112,17 @@ public enum BackupSource: Codable, Sendable, Hashable {
     case libvirt(host: String, domain: String, disks: [String]?)
     /// RBD images in a configured Ceph cluster.
     case rbd(cluster: String, disks: [RBDDisk])
+    /// Cinder volumes, read by disk attachment (any Cinder backend).
+    case cinder(disks: [CinderDisk])
 
-    public enum Kind: String, CaseIterable, Sendable { case files, libvirt, rbd }
+    public enum Kind: String, CaseIterable, Sendable { case files, libvirt, rbd, cinder }
 
     public var kind: Kind {
         switch self {
         case .files: .files
         case .libvirt: .libvirt
         case .rbd: .rbd
+        case .cinder: .cinder
         }
     }
 
@@ -124,6 +149,11 @@ public enum BackupSource: Codable, Sendable, Hashable {
             let disks = try c.decode([RBDDisk].self, forKey: .disks)
             try Self.checkDiskList(disks.map(\.name), at: decoder.path(CodingKeys.disks))
             self = .rbd(cluster: try c.identifier(.cluster), disks: disks)
+        case .cinder:
+            try decoder.rejectUnknownFields(CinderKeys.self)
+            let disks = try c.decode([CinderDisk].self, forKey: .disks)
+            try Self.checkDiskList(disks.map(\.name), at: decoder.path(CodingKeys.disks))
+            self = .cinder(disks: disks)
         }
     }
 
@@ -140,12 +170,15 @@ public enum BackupSource: Codable, Sendable, Hashable {
         case .rbd(let cluster, let disks):
             try c.encode(cluster, forKey: .cluster)
             try c.encode(disks, forKey: .disks)
+        case .cinder(let disks):
+            try c.encode(disks, forKey: .disks)
         }
     }
 
     private enum FilesKeys: String, CodingKey, CaseIterable { case kind, disks }
     private enum LibvirtKeys: String, CodingKey, CaseIterable { case kind, host, domain, disks }
     private enum RBDKeys: String, CodingKey, CaseIterable { case kind, cluster, disks }
+    private enum CinderKeys: String, CodingKey, CaseIterable { case kind, disks }
 
     /// A disk list must name at least one disk, each once.
     static func checkDiskList(_ names: [String], at path: String) throws {

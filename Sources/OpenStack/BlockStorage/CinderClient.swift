@@ -97,6 +97,15 @@ public struct CinderClient: Sendable {
         return try api.get("/snapshots/\(QueryString.segment(id))", as: Envelope.self).snapshot
     }
 
+    /// Snapshots with details (one page: filter them, e.g. by `name`); `allProjects` (admin)
+    /// lists every project's.
+    public func snapshots(allProjects: Bool = false, filters: [String: String] = [:]) throws -> [VolumeSnapshot] {
+        struct Page: Decodable { let snapshots: [VolumeSnapshot] }
+        var query: [(String, String?)] = filters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        if allProjects { query.append(("all_tenants", "1")) }
+        return try api.get("/snapshots/detail", query, as: Page.self).snapshots
+    }
+
     /// Snapshots a volume; `force` allows it while the volume is attached (in-use).
     public func createSnapshot(ofVolume volumeID: String, name: String? = nil, description: String? = nil, force: Bool = false) throws -> VolumeSnapshot {
         struct Body: Encodable {

@@ -17,10 +17,9 @@ import Repository
 /// which gives the files their names (and defines the domain). Every id is derived from the request id, so a replayed request
 /// plans the same job again, harmlessly.
 ///
-/// Sources: image files on the worker's host, libvirt domains on hypervisors, RBD images, Nova
-/// servers (resolved to one of those). Targets: files, a hypervisor, RBD images, a new Nova
-/// server (a `provision` task first makes its volumes). The disk-attachment strategy is not
-/// built yet and is refused by name.
+/// Sources: image files on the worker's host, libvirt domains on hypervisors, RBD images, Cinder
+/// volumes (by disk attachment), Nova servers (resolved to one of those). Targets: files, a
+/// hypervisor, RBD images, a new Nova server (a `provision` task first makes its volumes).
 public struct JobPlanner: RequestHandler {
     public struct Settings: Sendable {
         /// Bytes per transfer task (rounded to whole chunks).
@@ -31,11 +30,26 @@ public struct JobPlanner: RequestHandler {
         public var fileSourceRoots: [String]
         /// Directories a restore to files may write into, for the same reason.
         public var restoreRoots: [String]
+        /// The Nova server Cinder volumes are attached to for disk attachment; nil: no disk attachment.
+        public var attachmentProxy: String?
+        /// Cinder backends (`backend` or `host@backend`, `*` for all) whose volumes a server's
+        /// backup reads by disk attachment instead of on the server's hypervisor.
+        public var attachmentBackends: [String]
 
-        public init(rangeBytes: UInt64 = 256 << 20, fileSourceRoots: [String] = [], restoreRoots: [String] = []) {
+        public init(rangeBytes: UInt64 = 256 << 20, fileSourceRoots: [String] = [], restoreRoots: [String] = [],
+                    attachmentProxy: String? = nil, attachmentBackends: [String] = []) {
             self.rangeBytes = rangeBytes
             self.fileSourceRoots = fileSourceRoots
             self.restoreRoots = restoreRoots
+            self.attachmentProxy = attachmentProxy
+            self.attachmentBackends = attachmentBackends
+        }
+
+        /// Whether a server's backup reads `volume` by disk attachment.
+        func readsByAttachment(_ volume: Volume) -> Bool {
+            guard attachmentProxy != nil, let location = volume.location else { return false }
+            let names = ["*", location.backend, location.backend.map { "\(location.host)@\($0)" }].compactMap { $0 }
+            return attachmentBackends.contains(where: names.contains)
         }
     }
 
@@ -73,6 +87,9 @@ public struct JobPlanner: RequestHandler {
         }
         if case .rbd(let cluster, let disks)? = request.source {
             return try await planRBDBackup(request, job: job, cluster: cluster, disks: disks)
+        }
+        if case .cinder(let disks)? = request.source {
+            return try await planAttachmentBackup(request, job: job, disks: disks, server: nil)
         }
         if request.source == nil {
             return try await planServerBackup(request, job: job)
@@ -272,6 +289,9 @@ extension JobPlanner {
         guard server.projectID == nil || server.projectID == request.project else {
             throw RequestRefused("server \(request.instance) is not in project \(request.project)")
         }
+        if let volumes = try await runBlocking({ try attachmentDisks(of: server, inventory: inventory) }) {
+            return try await planAttachmentBackup(request, job: job, disks: volumes, server: server.id)
+        }
         guard let host = server.host, let domain = server.instanceName else {
             throw RequestRefused("Nova does not say where server \(request.instance) runs (status \(server.status)): it has no host or instance name yet")
         }
@@ -280,6 +300,68 @@ extension JobPlanner {
                                  + "(name the entry after the host)")
         }
         return try await planLibvirtBackup(request, job: job, hypervisor: hypervisor, domain: domain, disks: nil)
+    }
+
+    /// The server's disks as the Cinder volumes to read by disk attachment, when its volumes
+    /// live on backends the worker reads that way; nil when the libvirt strategy reads it. A
+    /// server that also has disks of its own (booted from an image, ephemeral or swap disks) or
+    /// volumes on other backends is refused: one backup does not mix the two strategies yet.
+    func attachmentDisks(of server: Server, inventory: OpenStackInventory) throws -> [CinderDisk]? {
+        guard settings.attachmentProxy != nil, !settings.attachmentBackends.isEmpty, !server.attachedVolumes.isEmpty else { return nil }
+        let cinder = try CinderClient(session: inventory.session)
+        let volumes = try server.attachedVolumes.map { try cinder.volume($0.id) }
+        let chosen = volumes.filter(settings.readsByAttachment)
+        guard !chosen.isEmpty else { return nil }
+        let ownDisks = !(server.imageID ?? "").isEmpty || (server.flavor.ephemeral ?? 0) > 0 || (server.flavor.swap ?? 0) > 0
+        guard !ownDisks, chosen.count == volumes.count else {
+            throw RequestRefused("server \(server.id) has volumes (\(chosen.map(\.id).joined(separator: ", "))) on backends read by disk attachment "
+                                 + "(LIFEBOAT_ATTACHMENT_BACKENDS) and \(ownDisks ? "disks of its own" : "other volumes") read on its hypervisor: "
+                                 + "one backup cannot mix the two; back the volumes up on their own (source kind \"cinder\")")
+        }
+        let attachments = try NovaClient(session: inventory.session).volumeAttachments(ofServer: server.id)
+        return try volumes.map { volume in
+            guard let device = attachments.first(where: { $0.volumeID == volume.id })?.device else {
+                throw RequestRefused("Nova names no device for volume \(volume.id) of server \(server.id)")
+            }
+            return CinderDisk(name: (device as NSString).lastPathComponent, volume: volume.id)
+        }
+    }
+
+    /// A disk-attachment backup starts with its snapshot task (Cinder snapshots, and volumes
+    /// made from them); the volumes are checked to exist and to be in the request's project.
+    func planAttachmentBackup(_ request: BackupRequest, job: JobReference, disks: [CinderDisk], server: String?) async throws -> [OutgoingMessage] {
+        guard let inventory else {
+            throw RequestRefused("disk attachment needs OpenStack, which is not configured on this worker (LIFEBOAT_OPENSTACK_CLOUD)")
+        }
+        guard let proxy = settings.attachmentProxy else {
+            throw RequestRefused("disk attachment needs a proxy server to attach volumes to, and this worker has none (LIFEBOAT_ATTACHMENT_PROXY)")
+        }
+        let backupId = job.jobId
+        let repository = self.repository
+        if try await runBlocking({ try repository.isCommitted(backupId) }) {
+            return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
+                    .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
+        }
+        let problem = try await runBlocking { () -> String? in
+            let cinder = try CinderClient(session: inventory.session)
+            for disk in disks {
+                let volume: Volume
+                do {
+                    volume = try cinder.volume(disk.volume)
+                } catch let error as HTTPError where error.statusCode == 404 {
+                    return "disk \(disk.name): Cinder has no volume \(disk.volume)"
+                }
+                if let project = volume.projectID, project != request.project { return "volume \(disk.volume) is not in project \(request.project)" }
+            }
+            return nil
+        }
+        if let problem { throw RequestRefused(problem) }
+        let order = AttachmentOrder(backupId: backupId, proxyServer: proxy, volumes: disks.map { AttachedVolume(disk: $0.name, volumeID: $0.volume) },
+                                    mode: request.mode, plannedAt: Date().timeIntervalSince1970, server: server)
+        return [.result(JobResult(job: job, status: .accepted, backupId: backupId,
+                                  details: ["strategy": "attachment", "proxyServer": proxy,
+                                            "volumes": disks.map(\.volume).joined(separator: ", ")])),
+                .task(TaskEvent(taskId: "\(job.jobId).snapshot", job: job, kind: .snapshot, parameters: TaskEvent.parameters(order)))]
     }
 
     /// An RBD backup starts with its snapshot task; the cluster is only touched there (with

@@ -33,6 +33,8 @@ struct BackupPlan: Codable, Sendable, Equatable {
     var rbd: RBDSource? = nil
     /// The Nova server and what surrounds it, when the instance is one (saved with the backup).
     var openstack: InstanceRecord? = nil
+    /// Set when the disks are Cinder volumes read by disk attachment.
+    var attachment: AttachmentSource? = nil
 }
 
 extension BackupPlan {
@@ -243,6 +245,49 @@ struct BackupMetadata: Codable, Sendable, Equatable {
     /// The Nova server with its flavor, key pair, volumes, ports, networks, security groups and
     /// image: what a restore as a new instance recreates.
     var openstack: InstanceRecord? = nil
+    /// The volumes and the proxy they were read through, for backups taken by disk attachment.
+    var attachment: AttachmentSource? = nil
+}
+
+/// A Cinder volume the disk-attachment strategy reads, and what it made for it: the snapshot,
+/// and the volume made from that snapshot which is attached to the proxy server.
+struct AttachedVolume: Codable, Sendable, Equatable {
+    /// The backup's name for the disk (`vda`).
+    var disk: String
+    var volumeID: String
+    var snapshotID: String? = nil
+    var cloneID: String? = nil
+}
+
+/// The order of a disk-attachment backup's `snapshot` task, and (with the snapshots and
+/// volumes made) of its `attach` task.
+struct AttachmentOrder: Codable, Sendable, Equatable {
+    var backupId: String
+    /// The Nova server the volumes are attached to for reading.
+    var proxyServer: String
+    var volumes: [AttachedVolume]
+    var mode: BackupMode
+    var plannedAt: Double
+    /// The Nova server the volumes belong to, when the backup is of one: its metadata is saved.
+    var server: String? = nil
+}
+
+/// Where a disk-attachment backup read its volumes: the proxy server, its domain on the
+/// hypervisor entry that reaches it, and per disk the volume and how the attached copy shows
+/// in that domain (a file or block device on the hypervisor, or an RBD image).
+struct AttachmentSource: Codable, Sendable, Equatable {
+    var proxyServer: String
+    var hypervisor: String
+    var domain: String
+    var volumes: [String: AttachedVolume]
+    var backings: [String: DomainDescription.Disk.Backing]
+}
+
+/// Detach and delete what a disk-attachment backup made (after its commit, or after it failed).
+struct AttachmentRelease: Codable, Sendable, Equatable {
+    var backupId: String
+    var proxyServer: String
+    var disks: [String]
 }
 
 extension TaskEvent {

@@ -27,6 +27,7 @@ public final class TaskRunner: Sendable {
     private let libvirt: LibvirtStrategy
     private let rbd: RBDStrategy
     private let instances: InstanceRestore
+    private let attachment: AttachmentStrategy
     private let limiter: SourceLimiter
     private let maxAttempts: Int
     private let logger: Logger
@@ -45,6 +46,7 @@ public final class TaskRunner: Sendable {
                                        rangeBytes: rangeBytes, logger: logger)
         self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
         self.instances = InstanceRestore(repository: repository, inventory: inventory, clusters: clusters, rbd: rbd, logger: logger)
+        self.attachment = AttachmentStrategy(repository: repository, libvirt: libvirt, inventory: inventory, logger: logger)
         self.maxAttempts = max(1, maxAttempts)
         self.logger = logger
     }
@@ -89,10 +91,13 @@ public final class TaskRunner: Sendable {
 
     private func execute(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         switch task.kind {
+        case .snapshot where (try? task.parameters(as: AttachmentOrder.self)) != nil: return try await attachment.snapshot(task)
         case .snapshot where (try? task.parameters(as: RBDSnapshotOrder.self)) != nil: return try await rbd.snapshot(task)
         case .snapshot: return try await libvirt.snapshot(task)
         case .transfer: return try await transfer(task)
         case .finalize: return try await finalize(task)
+        case .cleanup where (try? task.parameters(as: AttachmentRelease.self)) != nil: return try await attachment.rollback(task)
+        case .cleanup where (try? task.parameters(as: BackupPlan.self))?.attachment != nil: return try await attachment.cleanup(task)
         case .cleanup where (try? task.parameters(as: InstanceRestoreRollback.self)) != nil: return try await instances.rollback(task)
         case .cleanup where (try? task.parameters(as: LibvirtRollbackOrder.self)) != nil: return try await libvirt.rollback(task)
         case .cleanup where (try? task.parameters(as: RBDRollbackOrder.self)) != nil: return try await rbd.rollback(task)
@@ -102,7 +107,7 @@ public final class TaskRunner: Sendable {
         case .provision: return try await instances.provision(task)
         case .restore: return try await restore(task)
         case .restoreFinalize: return try await restoreFinalize(task)
-        case .attach: throw PermanentFailure("attach tasks (the disk-attachment strategy) are not implemented yet")
+        case .attach: return try await attachment.attach(task)
         }
     }
 
@@ -113,15 +118,17 @@ public final class TaskRunner: Sendable {
         guard let diskName = task.disk, let range = task.range, let disk = plan.disks.first(where: { $0.name == diskName }) else {
             throw TaskFailure("transfer task \(task.taskId) names no disk or range")
         }
-        let repository = self.repository, libvirt = self.libvirt, rbd = self.rbd
+        let repository = self.repository, libvirt = self.libvirt, rbd = self.rbd, attachment = self.attachment
         // Where the range is read from: a domain's RBD disks come from its Ceph cluster, not its host.
-        let sourceHost = plan.rbd.flatMap { $0.images[disk.name] != nil ? "ceph:\($0.cluster)" : nil }
-            ?? plan.libvirt.map { "libvirt:\($0.hypervisor)" } ?? "files"
+        let hypervisor: String? = plan.libvirt?.hypervisor ?? plan.attachment?.hypervisor
+        let sourceHost = plan.rbd.flatMap { $0.images[disk.name] != nil ? "ceph:\($0.cluster)" : nil } ?? hypervisor.map { "libvirt:\($0)" } ?? "files"
         let staged = try await limiter.withSlot(sourceHost) { try await runBlocking { () -> [StagedRange] in
             // Another task's failure or a cancel abandoned the job: do not touch the source.
             guard try repository.isBegun(plan.backupId) else { throw JobAbandoned() }
             do {
-                if let source = plan.rbd, source.images[disk.name] != nil {
+                if let source = plan.attachment {
+                    try attachment.transfer(plan, source: source, disk: disk, range: range)
+                } else if let source = plan.rbd, source.images[disk.name] != nil {
                     try rbd.transfer(plan, source: source, disk: disk, range: range)
                 } else if let source = plan.libvirt {
                     try libvirt.transfer(plan, source: source, disk: disk, range: range)
@@ -162,7 +169,7 @@ public final class TaskRunner: Sendable {
         let plan = try task.parameters(as: BackupPlan.self)
         let metadata = try JSONEncoder().encode(BackupMetadata(project: task.job.project, instance: task.job.instance ?? "_",
                                                                jobId: task.job.jobId, disks: plan.disks.map(\.name), libvirt: plan.libvirt,
-                                                               rbd: plan.rbd, openstack: plan.openstack))
+                                                               rbd: plan.rbd, openstack: plan.openstack, attachment: plan.attachment))
         let repository = self.repository
         let manifest = try await runBlocking { () -> BackupManifest in
             if try repository.isCommitted(plan.backupId) { return try repository.manifest(plan.backupId) }  // a redelivered finalize
@@ -173,8 +180,9 @@ public final class TaskRunner: Sendable {
                 throw JobAbandoned()
             }
         }
-        if plan.libvirt != nil || plan.rbd != nil {
-            // Visible now; the job succeeds once the previous overlay is merged (or snapshot removed).
+        if plan.libvirt != nil || plan.rbd != nil || plan.attachment != nil {
+            // Visible now; the job succeeds once the previous overlay is merged (or the snapshot
+            // removed, or the attached volumes released).
             return [.task(TaskEvent(taskId: "\(task.job.jobId).cleanup", job: task.job, kind: .cleanup, parameters: task.parameters))]
         }
         let stored = manifest.disks.reduce(UInt64(0)) { $0 + $1.newStoredBytes }
@@ -222,9 +230,9 @@ public final class TaskRunner: Sendable {
             return
         }
         var messages: [OutgoingMessage] = []
-        if [.snapshot, .transfer, .finalize].contains(task.kind) {
+        if [.snapshot, .attach, .transfer, .finalize].contains(task.kind) {
             let backupId = (try? task.parameters(as: BackupPlan.self))?.backupId ?? (try? task.parameters(as: LibvirtSnapshotOrder.self))?.backupId
-                ?? (try? task.parameters(as: RBDSnapshotOrder.self))?.backupId
+                ?? (try? task.parameters(as: RBDSnapshotOrder.self))?.backupId ?? (try? task.parameters(as: AttachmentOrder.self))?.backupId
             if let backupId {
                 let repository = self.repository
                 _ = try? await runBlocking { try repository.abandonBackup(backupId) }
@@ -242,6 +250,6 @@ public final class TaskRunner: Sendable {
 
     /// The task that undoes a failed or cancelled backup's snapshot, for the strategies that take one.
     static func rollbackTask(for task: TaskEvent) -> TaskEvent? {
-        LibvirtStrategy.rollbackTask(for: task) ?? RBDStrategy.rollbackTask(for: task)
+        AttachmentStrategy.rollbackTask(for: task) ?? LibvirtStrategy.rollbackTask(for: task) ?? RBDStrategy.rollbackTask(for: task)
     }
 }

@@ -42,7 +42,9 @@ public final class Worker: Sendable {
                                           prefetch: configuration.prefetch, name: "lifeboat-intake", logger: logger)
         let requests: any RequestHandler = repository.map {
             JobPlanner(repository: $0, settings: .init(rangeBytes: configuration.rangeBytes, fileSourceRoots: configuration.fileSourceRoots,
-                                                        restoreRoots: configuration.restoreRoots), hypervisors: hypervisors, clusters: clusters,
+                                                        restoreRoots: configuration.restoreRoots, attachmentProxy: configuration.attachmentProxy,
+                                                        attachmentBackends: configuration.attachmentBackends),
+                       hypervisors: hypervisors, clusters: clusters,
                        inventory: inventory)
         } ?? AcceptOnlyRequestHandler()
         // The operator's protection policies, unless the embedding program brings its own handler.

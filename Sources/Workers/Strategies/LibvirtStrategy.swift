@@ -345,12 +345,18 @@ struct LibvirtStrategy: Sendable {
     /// Copies one range of a frozen disk from the hypervisor into the repository. When the read
     /// fails because the domain is gone (deleted mid-backup), the job fails at once.
     func transfer(_ plan: BackupPlan, source: LibvirtSource, disk: BackupPlan.Disk, range: ByteRange) throws {
+        try transfer(plan, hypervisor: source.hypervisor, domain: source.domain, disk: disk, range: range)
+    }
+
+    /// Copies one range of `disk`, an image (chain) on `hypervisor` that domain `domain` uses;
+    /// also how disk attachment reads the volumes attached to its proxy server.
+    func transfer(_ plan: BackupPlan, hypervisor name: String, domain: String, disk: BackupPlan.Disk, range: ByteRange) throws {
         guard let chain = disk.chain else { throw TaskFailure("disk \(disk.name) has no image chain in its plan") }
         let started = ContinuousClock.now
-        let hypervisor = try connect(source.hypervisor)
+        let hypervisor = try connect(name)
         let connected = ContinuousClock.now
         let changesOnly = disk.changesOnly ?? false
-        let reader = RemoteImageSource(shell: hypervisor.shell, host: source.hypervisor, chain: chain, selection: changesOnly ? .topLayer : .allData,
+        let reader = RemoteImageSource(shell: hypervisor.shell, host: name, chain: chain, selection: changesOnly ? .topLayer : .allData,
                                        fastPathAddress: hypervisor.fastPathAddress)
         do {
             try repository.backupRange(streaming: reader, extents: changesOnly ? .changesSinceParent : .dataElsewhereZero,
@@ -358,8 +364,8 @@ struct LibvirtStrategy: Sendable {
         } catch RepositoryError.backupNotBegun {
             throw RepositoryError.backupNotBegun(plan.backupId)
         } catch {
-            if case LibvirtError.domainNotFound? = Result(catching: { try hypervisor.domain(source.domain) }).failure {
-                throw PermanentFailure("domain \(source.domain) was deleted from \(source.hypervisor) during the backup (\(error))")
+            if case LibvirtError.domainNotFound? = Result(catching: { try hypervisor.domain(domain) }).failure {
+                throw PermanentFailure("domain \(domain) was deleted from \(name) during the backup (\(error))")
             }
             throw error
         }
