@@ -118,6 +118,79 @@ final class AttachmentBackupTests: XCTestCase {
         await worker.stop()
     }
 
+    /// One job, two strategies: a server booted from an image (its root disk a file on the
+    /// hypervisor, read through the libvirt snapshot) with a volume on a backend read by disk
+    /// attachment. A full, then an incremental after new data in both: each restores to exactly
+    /// the volume's data at its time, and each releases what it made for the volume.
+    func testAServerWithItsOwnDiskAndAnAttachedVolumeIsBackedUpInOneJobByBothStrategies() async throws {
+        try TestOpenStack.require()
+        try TestCephCluster.require()
+        let environment = ProcessInfo.processInfo.environment
+        guard let demo = environment["LIFEBOAT_TEST_OS_DEMO_PROJECT_ID"], let bobID = environment["LIFEBOAT_TEST_OS_BOB_USER_ID"] else {
+            throw TestEnvironmentMissing("needs scripts/openstack.sh env (demo project, bob)")
+        }
+        try await LifeboatQueues.reset()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-mixed-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let suffix = UUID().uuidString.prefix(6).lowercased()
+        let admin = OpenStackInventory(configuration: try CloudConfiguration.load(cloud: "lifeboat-admin"), logger: Logger(label: "test"))
+        let cinder = try await runBlocking { try CinderClient(session: admin.session) }
+        let nova = try await runBlocking { try NovaClient(session: admin.session) }
+
+        let proxy = try await TestOpenStack.createServer("lb-proxy-\(suffix)")
+        let server = try await TestOpenStack.createServer("lb-mixed-\(suffix)", cloud: "lifeboat-carol")
+        let volume = try await Self.volume(named: "lb-mixed-\(suffix)", cloud: "lifeboat-carol")
+        defer {
+            Task {
+                await TestOpenStack.deleteServer(proxy)
+                await TestOpenStack.deleteServer(server, andVolumes: [volume])
+            }
+        }
+        let status = try await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-carol", "server", "add", "volume", server, volume])
+        XCTAssertEqual(status, 0)
+        try await TestOpenStack.waitFor(volume: volume, status: "in-use")
+        try await TestCephCluster.edit("volume-\(volume)", ["random:2M:3M:51"])
+        let firstDigest = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/volume-\(volume)")
+
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let worker = try RunningWorker(repository: repositoryPath, files: directory.path, rangeBytes: 64 << 20,
+                                       hypervisors: try TestOpenStack.computeHostFile(in: directory),
+                                       cephClusters: try TestCephCluster.clusterFile(in: directory), openstackCloud: "lifeboat-admin",
+                                       attachmentProxy: proxy, attachmentBackends: ["*"])
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let repository = try Repository.open(path: repositoryPath)
+
+        var previous: String?
+        for (round, mode) in [BackupMode.full, .incremental].enumerated() {
+            let id = "mixed-\(suffix)-\(round)"
+            if round == 1 { try await TestCephCluster.edit("volume-\(volume)", ["random:500M:1M:52"]) }
+            let expected = round == 0 ? firstDigest : try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/volume-\(volume)")
+            try await publisher.send(BackupRequest(requestId: id, project: demo, instance: server, mode: mode))
+            let backup = try await LifeboatQueues.results(of: id, until: .succeeded, seconds: 300)
+            XCTAssertEqual(backup.last?.status, .succeeded, LifeboatQueues.summary(backup))
+            XCTAssertEqual(backup.last?.details?["released"], volume, LifeboatQueues.summary(backup))
+            let metadata = try JSONDecoder().decode(BackupMetadata.self, from: try repository.manifest(id).metadata)
+            XCTAssertNotNil(metadata.libvirt, "the root disk is read through the libvirt snapshot")
+            let attachedDisk = try XCTUnwrap(metadata.attachment?.volumes.first { $0.value.volumeID == volume }?.key, "\(metadata)")
+            XCTAssertEqual(Set(metadata.disks).count, 2, "\(metadata.disks)")
+            if round == 1 { XCTAssertEqual(try repository.manifest(id).parent, previous, "the root disk continues the full") }
+            previous = id
+            try await assertNothingLeft(of: id, disks: [attachedDisk], cinder: cinder, nova: nova, proxy: proxy)
+
+            try await publisher.send(RestoreRequest(requestId: "\(id)-files", project: demo, backupId: id,
+                                                    target: .files(directory: directory.path, format: .raw), disks: [attachedDisk],
+                                                    requestedBy: Principal(userId: bobID)))
+            let restored = try await LifeboatQueues.results(of: "\(id)-files", until: .succeeded, seconds: 240)
+            XCTAssertEqual(restored.last?.status, .succeeded, LifeboatQueues.summary(restored))
+            let file = directory.appendingPathComponent("\(attachedDisk).img").path
+            XCTAssertEqual(try sha256(of: file), expected, "round \(round)")
+            try FileManager.default.removeItem(atPath: file)
+        }
+        await worker.stop()
+    }
+
     /// A volume of `cloud`'s project, available; its id.
     private static func volume(named name: String, cloud: String, extra: [String] = []) async throws -> String {
         guard let created = try await TestOpenStack.cli(cloud, ["volume", "create", "--size", "1"] + extra + [name]) as? [String: Any],
@@ -130,7 +203,7 @@ final class AttachmentBackupTests: XCTestCase {
     private func leftovers(of backup: String, disks: [String], cinder: CinderClient) async throws -> [String] {
         try await runBlocking {
             try disks.flatMap { disk -> [String] in
-                let name = AttachmentStrategy.resourceName(backup: backup, disk: disk)
+                let name = jobResourceName(job: backup, disk: disk)
                 return try cinder.volumes(allProjects: true, filters: ["name": name]).map { "volume \($0.id) (\($0.status))" }
                     + cinder.snapshots(allProjects: true, filters: ["name": name]).map { "snapshot \($0.id) (\($0.status))" }
             }

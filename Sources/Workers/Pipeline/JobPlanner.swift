@@ -194,8 +194,9 @@ public struct JobPlanner: RequestHandler {
 extension JobPlanner {
     /// A libvirt backup starts with its snapshot task; the hypervisor is only touched there
     /// (with retries), so planning never waits on SSH.
+    /// `attached`: the server's volumes read by disk attachment instead, in the same job.
     func planLibvirtBackup(_ request: BackupRequest, job: JobReference, hypervisor: String, domain: String,
-                           disks: [String]?) async throws -> [OutgoingMessage] {
+                           disks: [String]?, attached: [CinderDisk]? = nil) async throws -> [OutgoingMessage] {
         do {
             _ = try hypervisors.endpoint(hypervisor)
         } catch {
@@ -208,7 +209,9 @@ extension JobPlanner {
                     .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
         }
         let order = LibvirtSnapshotOrder(backupId: backupId, hypervisor: hypervisor, domain: domain, disks: disks, mode: request.mode,
-                                         plannedAt: Date().timeIntervalSince1970, instance: request.instance)
+                                         plannedAt: Date().timeIntervalSince1970, instance: request.instance,
+                                         attachedVolumes: attached?.map { AttachedVolume(disk: $0.name, volumeID: $0.volume) },
+                                         proxyServer: attached == nil ? nil : settings.attachmentProxy)
         return [.result(JobResult(job: job, status: .accepted, backupId: backupId, details: ["hypervisor": hypervisor, "domain": domain])),
                 .task(TaskEvent(taskId: "\(job.jobId).snapshot", job: job, kind: .snapshot, parameters: TaskEvent.parameters(order)))]
     }
@@ -289,8 +292,9 @@ extension JobPlanner {
         guard server.projectID == nil || server.projectID == request.project else {
             throw RequestRefused("server \(request.instance) is not in project \(request.project)")
         }
-        if let volumes = try await runBlocking({ try attachmentDisks(of: server, inventory: inventory) }) {
-            return try await planAttachmentBackup(request, job: job, disks: volumes, server: server.id)
+        let attached = try await runBlocking { try attachedVolumes(of: server, inventory: inventory) }
+        if let attached, attached.allDisks {
+            return try await planAttachmentBackup(request, job: job, disks: attached.disks, server: server.id)
         }
         guard let host = server.host, let domain = server.instanceName else {
             throw RequestRefused("Nova does not say where server \(request.instance) runs (status \(server.status)): it has no host or instance name yet")
@@ -299,32 +303,28 @@ extension JobPlanner {
             throw RequestRefused("server \(request.instance) runs on compute host \(host), which is not in LIFEBOAT_HYPERVISORS "
                                  + "(name the entry after the host)")
         }
-        return try await planLibvirtBackup(request, job: job, hypervisor: hypervisor, domain: domain, disks: nil)
+        return try await planLibvirtBackup(request, job: job, hypervisor: hypervisor, domain: domain, disks: nil, attached: attached?.disks)
     }
 
-    /// The server's disks as the Cinder volumes to read by disk attachment, when its volumes
-    /// live on backends the worker reads that way; nil when the libvirt strategy reads it. A
-    /// server that also has disks of its own (booted from an image, ephemeral or swap disks) or
-    /// volumes on other backends is refused: one backup does not mix the two strategies yet.
-    func attachmentDisks(of server: Server, inventory: OpenStackInventory) throws -> [CinderDisk]? {
+    /// The server's volumes that are read by disk attachment (those on backends the worker
+    /// reads that way, named as Nova names their devices), and whether they are all its disks:
+    /// then the job needs no hypervisor of the server's own. Nil when there are none; the
+    /// libvirt strategy then reads every disk on the server's hypervisor.
+    func attachedVolumes(of server: Server, inventory: OpenStackInventory) throws -> (disks: [CinderDisk], allDisks: Bool)? {
         guard settings.attachmentProxy != nil, !settings.attachmentBackends.isEmpty, !server.attachedVolumes.isEmpty else { return nil }
         let cinder = try CinderClient(session: inventory.session)
         let volumes = try server.attachedVolumes.map { try cinder.volume($0.id) }
         let chosen = volumes.filter(settings.readsByAttachment)
         guard !chosen.isEmpty else { return nil }
         let ownDisks = !(server.imageID ?? "").isEmpty || (server.flavor.ephemeral ?? 0) > 0 || (server.flavor.swap ?? 0) > 0
-        guard !ownDisks, chosen.count == volumes.count else {
-            throw RequestRefused("server \(server.id) has volumes (\(chosen.map(\.id).joined(separator: ", "))) on backends read by disk attachment "
-                                 + "(LIFEBOAT_ATTACHMENT_BACKENDS) and \(ownDisks ? "disks of its own" : "other volumes") read on its hypervisor: "
-                                 + "one backup cannot mix the two; back the volumes up on their own (source kind \"cinder\")")
-        }
         let attachments = try NovaClient(session: inventory.session).volumeAttachments(ofServer: server.id)
-        return try volumes.map { volume in
+        let disks = try chosen.map { volume in
             guard let device = attachments.first(where: { $0.volumeID == volume.id })?.device else {
                 throw RequestRefused("Nova names no device for volume \(volume.id) of server \(server.id)")
             }
             return CinderDisk(name: (device as NSString).lastPathComponent, volume: volume.id)
         }
+        return (disks, !ownDisks && chosen.count == volumes.count)
     }
 
     /// A disk-attachment backup starts with its snapshot task (Cinder snapshots, and volumes

@@ -98,6 +98,10 @@ struct LibvirtSnapshotOrder: Codable, Sendable, Equatable {
     var plannedAt: Double
     /// Whose backups an incremental of the domain's RBD disks continues.
     var instance: String? = nil
+    /// Disks that are Cinder volumes read by disk attachment (left out of the domain's
+    /// snapshot), and the proxy server their copies are attached to.
+    var attachedVolumes: [AttachedVolume]? = nil
+    var proxyServer: String? = nil
 }
 
 /// Undo a backup's snapshot after the job failed or was cancelled: merge the overlay named
@@ -110,6 +114,8 @@ struct LibvirtRollbackOrder: Codable, Sendable, Equatable {
     var overlays: [String]
     /// The domain's RBD disks ("pool/image"), when known: their snapshot of this backup goes too.
     var rbdImages: [String]? = nil
+    /// The volume copies of disks read by disk attachment: detached and deleted too.
+    var attachment: AttachmentRelease? = nil
 }
 
 /// What an RBD backup saved about its source: the cluster, and per disk the image and the
@@ -281,6 +287,11 @@ struct AttachmentSource: Codable, Sendable, Equatable {
     var domain: String
     var volumes: [String: AttachedVolume]
     var backings: [String: DomainDescription.Disk.Backing]
+
+    /// What releases this backup's copies.
+    func release(backupId: String) -> AttachmentRelease {
+        AttachmentRelease(backupId: backupId, proxyServer: proxyServer, disks: volumes.keys.sorted())
+    }
 }
 
 /// Detach and delete what a disk-attachment backup made (after its commit, or after it failed).
@@ -289,6 +300,11 @@ struct AttachmentRelease: Codable, Sendable, Equatable {
     var proxyServer: String
     var disks: [String]
 }
+
+/// The name of what a job makes in OpenStack for one of its disks (a volume, a snapshot, an
+/// image): `lifeboat-<job>-<disk>`, so that a redelivered task, the cleanup or a rollback finds
+/// it by name whatever an earlier attempt got to record.
+func jobResourceName(job: String, disk: String) -> String { "lifeboat-\(job)-\(disk)" }
 
 extension TaskEvent {
     static func parameters(_ value: some Encodable) -> [String: JSONValue] {

@@ -46,7 +46,7 @@ public final class TaskRunner: Sendable {
                                        rangeBytes: rangeBytes, logger: logger)
         self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
         self.instances = InstanceRestore(repository: repository, inventory: inventory, clusters: clusters, rbd: rbd, logger: logger)
-        self.attachment = AttachmentStrategy(repository: repository, libvirt: libvirt, inventory: inventory, logger: logger)
+        self.attachment = AttachmentStrategy(repository: repository, libvirt: libvirt, logger: logger)
         self.maxAttempts = max(1, maxAttempts)
         self.logger = logger
     }
@@ -97,7 +97,8 @@ public final class TaskRunner: Sendable {
         case .transfer: return try await transfer(task)
         case .finalize: return try await finalize(task)
         case .cleanup where (try? task.parameters(as: AttachmentRelease.self)) != nil: return try await attachment.rollback(task)
-        case .cleanup where (try? task.parameters(as: BackupPlan.self))?.attachment != nil: return try await attachment.cleanup(task)
+        case .cleanup where (try? task.parameters(as: BackupPlan.self)).map({ $0.attachment != nil && $0.libvirt == nil }) == true:
+            return try await attachment.cleanup(task)
         case .cleanup where (try? task.parameters(as: InstanceRestoreRollback.self)) != nil: return try await instances.rollback(task)
         case .cleanup where (try? task.parameters(as: LibvirtRollbackOrder.self)) != nil: return try await libvirt.rollback(task)
         case .cleanup where (try? task.parameters(as: RBDRollbackOrder.self)) != nil: return try await rbd.rollback(task)
@@ -118,7 +119,7 @@ public final class TaskRunner: Sendable {
         guard let diskName = task.disk, let range = task.range, let disk = plan.disks.first(where: { $0.name == diskName }) else {
             throw TaskFailure("transfer task \(task.taskId) names no disk or range")
         }
-        let repository = self.repository, libvirt = self.libvirt, rbd = self.rbd, attachment = self.attachment
+        let repository = self.repository, libvirt = self.libvirt, rbd = self.rbd
         // Where the range is read from: a domain's RBD disks come from its Ceph cluster, not its host.
         let hypervisor: String? = plan.libvirt?.hypervisor ?? plan.attachment?.hypervisor
         let sourceHost = plan.rbd.flatMap { $0.images[disk.name] != nil ? "ceph:\($0.cluster)" : nil } ?? hypervisor.map { "libvirt:\($0)" } ?? "files"
@@ -126,8 +127,8 @@ public final class TaskRunner: Sendable {
             // Another task's failure or a cancel abandoned the job: do not touch the source.
             guard try repository.isBegun(plan.backupId) else { throw JobAbandoned() }
             do {
-                if let source = plan.attachment {
-                    try attachment.transfer(plan, source: source, disk: disk, range: range)
+                if let source = plan.attachment, source.volumes[disk.name] != nil {
+                    try libvirt.transferAttached(plan, source: source, disk: disk, range: range)
                 } else if let source = plan.rbd, source.images[disk.name] != nil {
                     try rbd.transfer(plan, source: source, disk: disk, range: range)
                 } else if let source = plan.libvirt {

@@ -22,7 +22,7 @@ extension InstanceRestore {
         let hardware = (metadata.openstack?.image?.properties ?? [:]).filter { $0.key.hasPrefix("hw_") || $0.key.hasPrefix("os_") }
         var images: [String: String] = [:]
         for disk in plan.disks {
-            let name = Self.resourceName(job: job, disk: disk)
+            let name = jobResourceName(job: job, disk: disk)
             var properties = [Self.jobKey: job, "lifeboat_backup": plan.backupId, "lifeboat_disk": disk]
             if disk == target.rootDisk { properties.merge(hardware) { mine, _ in mine } }
             let image = try glance.images(name: name).first { $0.properties[Self.jobKey] == job }

@@ -30,8 +30,6 @@ struct InstanceRestore: Sendable {
     let rbd: RBDStrategy
     let logger: Logger
 
-    /// The name of what a job makes for a disk (a volume, an image): found again by it on redelivery.
-    static func resourceName(job: String, disk: String) -> String { "lifeboat-\(job)-\(disk)" }
     static let jobKey = "lifeboat_job"
 
     private func cloud() throws -> OpenStackInventory {
@@ -91,7 +89,7 @@ struct InstanceRestore: Sendable {
         var volumes: [String: String] = [:]
         var location: (cluster: String, pool: String)?
         for disk in plan.disks {
-            let name = Self.resourceName(job: job, disk: disk)
+            let name = jobResourceName(job: job, disk: disk)
             let existing = try cinder.volumes(filters: ["name": name]).first { $0.name == name }
             let gib = Self.gibibytes(plan.diskSizes[disk] ?? 0)
             let volume = try existing ?? cinder.createVolume(VolumeCreateRequest(
@@ -280,7 +278,7 @@ struct InstanceRestore: Sendable {
                 try glance.deleteImage(image.id)
                 removed.append("image \(image.id)")
             }
-            let prefix = Self.resourceName(job: order.job, disk: "")
+            let prefix = jobResourceName(job: order.job, disk: "")
             for volume in try cinder.volumes() where serversVolumes.contains(volume.id)
                 || volume.name?.hasPrefix(prefix) == true && volume.metadata[Self.jobKey] == order.job {
                 if volume.status != "available" { _ = try? cinder.waitForVolume(volume.id, timeout: 300) }

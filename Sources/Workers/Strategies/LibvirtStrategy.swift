@@ -34,12 +34,15 @@ struct LibvirtStrategy: Sendable {
     let rbd: RBDStrategy
     /// For the metadata of domains that are Nova servers.
     let inventory: OpenStackInventory?
+    /// For the disks that are Cinder volumes read by disk attachment.
+    let volumeCopies: VolumeCopies
 
     init(repository: Repository, hypervisors: HypervisorDirectory, clusters: CephClusterDirectory = CephClusterDirectory(),
          inventory: OpenStackInventory? = nil, rangeBytes: UInt64, logger: Logger) {
         self.repository = repository
         self.hypervisors = hypervisors
         self.inventory = inventory
+        self.volumeCopies = VolumeCopies(inventory: inventory)
         self.rangeBytes = rangeBytes
         self.logger = logger
         self.rbd = RBDStrategy(repository: repository, clusters: clusters, rangeBytes: rangeBytes, logger: logger)
@@ -97,10 +100,15 @@ struct LibvirtStrategy: Sendable {
         let live = try hypervisor.domain(order.domain)
         let (disks, rbdDisks) = try selectedDisks(live, order: order)
         let running = try hypervisor.isRunning(order.domain)
-        // The RBD disks' snapshots, taken right after the files are frozen (under the same hooks).
+        // The RBD disks' snapshots and the attached volumes' Cinder snapshots, taken right after
+        // the files are frozen (under the same hooks).
         let ceph = try rbdDisks.isEmpty ? nil : cephCluster(for: order)
         var snapshotted: RBDStrategy.SnapshottedImages = [:]
-        let snapshotRBD = { if let ceph { snapshotted = try rbd.snapshotImages(ceph, disks: rbdDisks, backupId: order.backupId) } }
+        var attached = order.attachedVolumes ?? []
+        let snapshotRBD = {
+            if let ceph { snapshotted = try rbd.snapshotImages(ceph, disks: rbdDisks, backupId: order.backupId) }
+            if !attached.isEmpty { attached = try volumeCopies.snapshot(backup: order.backupId, attached) }
+        }
         let freeze: Freeze
         if !running {
             // Shut off: nothing writes the files, which are read as they are.
@@ -156,6 +164,16 @@ struct LibvirtStrategy: Sendable {
             planned += images.disks
             rbdSource = images.source
         }
+        // The attached volumes' copies, attached to the proxy and read whole there.
+        var attachment: AttachmentSource?
+        if !attached.isEmpty {
+            guard let proxyServer = order.proxyServer else { throw PermanentFailure("the order names volumes to attach but no proxy server") }
+            attached = try volumeCopies.clone(backup: order.backupId, attached)
+            let (source, disks) = try attachedDisks(attached, proxy: try volumeCopies.attach(attached, to: proxyServer))
+            planned += disks
+            attachment = source
+            details["attached"] = attached.map { "\($0.disk): \($0.volumeID)" }.joined(separator: ", ")
+        }
         details["parent"] = parent ?? "none"
         try repository.beginBackup(order.backupId, parent: parent)
         let source = LibvirtSource(
@@ -170,7 +188,7 @@ struct LibvirtStrategy: Sendable {
         if let record { details["flavor"] = record.server.flavor.originalName ?? record.flavor?.name ?? "?" }
         let plan = BackupPlan(backupId: order.backupId, parent: parent, disks: planned, rangeCount: ranges.count,
                               totalBytes: ranges.reduce(0) { $0 + $1.range.length }, plannedAt: order.plannedAt, libvirt: source,
-                              rbd: rbdSource, openstack: record)
+                              rbd: rbdSource, openstack: record, attachment: attachment)
         return (plan, details)
     }
 
@@ -299,7 +317,10 @@ struct LibvirtStrategy: Sendable {
             throw PermanentFailure("domain \(order.domain) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
         }
         var files: [SelectedDisk] = [], rbd: [RBDDisk] = []
-        for disk in domain.disks where order.disks?.contains(disk.target) ?? true {
+        // Volumes read by disk attachment, known by their serial (the volume id) or name.
+        let attached = Set((order.attachedVolumes ?? []).flatMap { [$0.disk, $0.volumeID] })
+        for disk in domain.disks where order.disks?.contains(disk.target) ?? true
+            && !attached.contains(disk.target) && !attached.contains(disk.serial ?? "") {
             switch disk.backing {
             case .file(let path) where !path.isEmpty:
                 files.append(SelectedDisk(description: disk, path: path))
@@ -415,6 +436,10 @@ struct LibvirtStrategy: Sendable {
                 .joined(separator: ", ")
         }
         if !removedSnapshots.isEmpty { details["removed"] = removedSnapshots.joined(separator: ", ") }
+        if let attachment = plan.attachment {
+            try await runBlocking { try volumeCopies.release(attachment.release(backupId: plan.backupId)) }
+            details["released"] = attachment.volumes.values.map(\.volumeID).sorted().joined(separator: ", ")
+        }
         return [.result(JobResult(job: task.job, status: .succeeded, backupId: plan.backupId, details: details))]
     }
 
@@ -439,6 +464,7 @@ struct LibvirtStrategy: Sendable {
     /// incremental). When the domain is gone, its overlay files are removed.
     func rollback(_ task: TaskEvent) async throws -> [OutgoingMessage] {
         let order = try task.parameters(as: LibvirtRollbackOrder.self)
+        if let attachment = order.attachment { try await runBlocking { try volumeCopies.release(attachment) } }
         let undone = try await runBlocking { () -> [String] in
             let hypervisor: Hypervisor
             do {
@@ -500,11 +526,16 @@ struct LibvirtStrategy: Sendable {
     static func rollbackTask(for task: TaskEvent) -> TaskEvent? {
         let order: LibvirtRollbackOrder
         if let snapshot = try? task.parameters(as: LibvirtSnapshotOrder.self) {
-            order = LibvirtRollbackOrder(backupId: snapshot.backupId, hypervisor: snapshot.hypervisor, domain: snapshot.domain, overlays: [])
+            order = LibvirtRollbackOrder(backupId: snapshot.backupId, hypervisor: snapshot.hypervisor, domain: snapshot.domain, overlays: [],
+                                         attachment: snapshot.proxyServer.map { proxy in
+                                             AttachmentRelease(backupId: snapshot.backupId, proxyServer: proxy,
+                                                               disks: (snapshot.attachedVolumes ?? []).map(\.disk))
+                                         })
         } else if let plan = try? task.parameters(as: BackupPlan.self), let source = plan.libvirt {
             order = LibvirtRollbackOrder(backupId: plan.backupId, hypervisor: source.hypervisor, domain: source.domain,
                                          overlays: (Array(source.overlays.values) + Array((source.pushTargets ?? [:]).values)).sorted(),
-                                         rbdImages: plan.rbd.map { $0.images.values.map { "\($0.pool)/\($0.image)" }.sorted() })
+                                         rbdImages: plan.rbd.map { $0.images.values.map { "\($0.pool)/\($0.image)" }.sorted() },
+                                         attachment: plan.attachment?.release(backupId: plan.backupId))
         } else {
             return nil
         }
