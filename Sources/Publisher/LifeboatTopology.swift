@@ -6,26 +6,38 @@ public enum LifeboatTopology {
     public enum Exchange {
         /// Backup, restore and cancel requests from other systems (topic; keys `request.<type>`).
         public static let requests = "lifeboat.requests"
-        /// Task events between workers (topic; keys `task.<kind>`).
+        /// Task events between workers (topic; keys `task.<kind>`, and `urgent.<kind>` for the
+        /// tasks of jobs of priority 5 or above).
         public static let tasks = "lifeboat.tasks"
         /// Results for monitors (topic; keys `<project>.<instance>.<job>.<status>`).
         public static let results = "lifeboat.results"
         /// Messages a worker refused, unchanged, with the reason in their headers (topic; key = source queue).
         public static let deadLetters = "lifeboat.dead-letters"
+        /// Inventory reports for monitors (topic; key `inventory.report`).
+        public static let inventory = "lifeboat.inventory"
     }
 
     public enum Queue {
         public static let requests = "lifeboat.requests"
         public static let tasks = "lifeboat.tasks"
+        /// The tasks of urgent jobs (priority 5 or above: restores unless they say otherwise).
+        /// Workers consume it alongside `lifeboat.tasks`, with slots of its own, so an urgent job
+        /// starts at once instead of behind the backlog: what makes priorities take effect on
+        /// quorum queues, which RabbitMQ before 4.0 delivers in order regardless.
+        public static let urgentTasks = "lifeboat.tasks.urgent"
         /// Lifeboat's OWN queue bound to OpenStack's notification exchanges; it never consumes
         /// the `notifications.info` queues that other services read.
         public static let notifications = "lifeboat.notifications"
         /// Every result, for audit and for monitors that do not bind their own queue; bounded.
         public static let results = "lifeboat.results"
         public static let deadLetters = "lifeboat.dead-letters"
+        /// The latest inventory reports (bounded: older ones are dropped).
+        public static let inventory = "lifeboat.inventory"
 
-        /// The delay queue a task waits in before its retry.
-        public static func taskRetry(afterSeconds seconds: Int) -> String { "lifeboat.tasks.retry.\(seconds)s" }
+        /// The delay queue a task waits in before its retry (one ladder per task queue).
+        public static func taskRetry(afterSeconds seconds: Int, urgent: Bool = false) -> String {
+            "\(urgent ? urgentTasks : tasks).retry.\(seconds)s"
+        }
     }
 
     /// Header names Lifeboat writes.
@@ -50,6 +62,9 @@ public enum LifeboatTopology {
     /// At most this many results are kept in `lifeboat.results`; older ones are dropped.
     public static let resultsBacklog = 100_000
 
+    /// At most this many inventory reports are kept in `lifeboat.inventory` (a day of hourly ones).
+    public static let inventoryBacklog = 24
+
     /// An OpenStack service's notification exchange and the keys to bind.
     public struct NotificationSource: Sendable, Hashable {
         public var exchange: String
@@ -70,26 +85,31 @@ public enum LifeboatTopology {
 
     /// The exchanges, work queues, retry ladder, results and dead letters.
     public static let core: Topology = {
-        let exchanges = [Exchange.requests, Exchange.tasks, Exchange.results, Exchange.deadLetters]
+        let exchanges = [Exchange.requests, Exchange.tasks, Exchange.results, Exchange.deadLetters, Exchange.inventory]
             .map { ExchangeSpec(name: $0, kind: .topic) }
         func workQueue(_ name: String) -> QueueSpec {
             .quorum(name, deadLetterExchange: Exchange.deadLetters, deadLetterRoutingKey: name, deliveryLimit: deliveryLimit)
         }
-        // A retry waits in a delay queue until its TTL, then the broker moves it back to the
-        // tasks queue (through the default exchange, addressed by queue name).
-        let retryQueues = Set(retryDelaysSeconds).sorted().map { seconds in
-            QueueSpec.quorum(Queue.taskRetry(afterSeconds: seconds), deadLetterExchange: "", deadLetterRoutingKey: Queue.tasks,
-                             messageTTLMilliseconds: seconds * 1000)
+        // A retry waits in a delay queue until its TTL, then the broker moves it back to its
+        // task queue (through the default exchange, addressed by queue name).
+        let retryQueues = [false, true].flatMap { urgent in
+            Set(retryDelaysSeconds).sorted().map { seconds in
+                QueueSpec.quorum(Queue.taskRetry(afterSeconds: seconds, urgent: urgent), deadLetterExchange: "",
+                                 deadLetterRoutingKey: urgent ? Queue.urgentTasks : Queue.tasks, messageTTLMilliseconds: seconds * 1000)
+            }
         }
         return Topology(
             exchanges: exchanges,
-            queues: [workQueue(Queue.requests), workQueue(Queue.tasks), workQueue(Queue.notifications),
-                     .quorum(Queue.results, maxLength: resultsBacklog), .quorum(Queue.deadLetters)] + retryQueues,
+            queues: [workQueue(Queue.requests), workQueue(Queue.tasks), workQueue(Queue.urgentTasks), workQueue(Queue.notifications),
+                     .quorum(Queue.results, maxLength: resultsBacklog), .quorum(Queue.deadLetters),
+                     .quorum(Queue.inventory, maxLength: inventoryBacklog)] + retryQueues,
             bindings: [
                 BindingSpec(queue: Queue.requests, exchange: Exchange.requests, routingKey: "request.#"),
                 BindingSpec(queue: Queue.tasks, exchange: Exchange.tasks, routingKey: "task.#"),
+                BindingSpec(queue: Queue.urgentTasks, exchange: Exchange.tasks, routingKey: "urgent.#"),
                 BindingSpec(queue: Queue.results, exchange: Exchange.results, routingKey: "#"),
                 BindingSpec(queue: Queue.deadLetters, exchange: Exchange.deadLetters, routingKey: "#"),
+                BindingSpec(queue: Queue.inventory, exchange: Exchange.inventory, routingKey: "#"),
             ])
     }()
 

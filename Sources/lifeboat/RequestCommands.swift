@@ -42,6 +42,8 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(help: "A libvirt domain on a hypervisor: HOST/DOMAIN.") var libvirt: String?
     @Option(help: "An RBD image in a configured Ceph cluster: NAME=CLUSTER:POOL/IMAGE. Repeatable (one cluster).")
     var rbd: [String] = []
+    @Option(help: "A Cinder volume read by disk attachment: NAME=VOLUME_ID. Repeatable.")
+    var volume: [String] = []
     @Option(help: "The idempotency key; the same id twice is one job.") var requestId: String?
     @Option(help: "The protection policy asking for it.") var policy: String?
     @Flag(help: "Print the job's results until it ends.") var follow = false
@@ -59,6 +61,12 @@ struct BackupCommand: AsyncParsableCommand {
             let parsed = try rbd.map(Self.parseRBD)
             guard Set(parsed.map(\.cluster)).count == 1 else { throw ValidationError("--rbd images must all be in one cluster") }
             source = .rbd(cluster: parsed[0].cluster, disks: parsed.map(\.disk))
+        } else if !volume.isEmpty {
+            source = .cinder(disks: try volume.map { text in
+                let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw ValidationError("--volume takes NAME=VOLUME_ID, not \(text)") }
+                return CinderDisk(name: parts[0], volume: parts[1])
+            })
         }
         let request = BackupRequest(requestId: requestId ?? newRequestId(), project: project, instance: instance, mode: mode,
                                     source: source, policy: policy)

@@ -2,6 +2,7 @@ import Ceph
 import Foundation
 import Libvirt
 import Logging
+import Publisher
 import OpenStack
 @testable import Workers
 import XCTest
@@ -36,9 +37,12 @@ final class InventoryTests: XCTestCase {
         let policies = try ProtectionPolicies(contentsOf: policiesFile.path)
         let hypervisors = try HypervisorDirectory(contentsOf: try TestOpenStack.computeHostFile(in: directory))
         let clusters = try CephClusterDirectory(contentsOf: try TestCephCluster.clusterFile(in: directory))
+        // The server doubling as the disk-attachment proxy: found, on a host Lifeboat logs in to.
         let report = try await runBlocking {
-            try inventory.report(hypervisors: hypervisors, clusters: clusters, policies: policies, checkSSH: true)
+            try inventory.report(hypervisors: hypervisors, clusters: clusters, policies: policies, attachmentProxy: server, checkSSH: true)
         }
+        XCTAssertEqual(report.attachmentProxy?.id, server)
+        XCTAssertEqual(report.attachmentProxy?.hypervisorEntry, computeName)
         let host = try XCTUnwrap(report.computeHosts.first { $0.host == computeName }, "\(report.computeHosts)")
         XCTAssertEqual(host.hypervisorEntry, computeName)
         XCTAssertEqual(host.ssh, "ok", "logged in with the operator's key, host key verified, virsh answering")
@@ -62,5 +66,31 @@ final class InventoryTests: XCTestCase {
         XCTAssertTrue(bare.problems.contains { $0.hasPrefix("compute host \(computeName) has no entry in LIFEBOAT_HYPERVISORS") }, "\(bare.problems)")
         XCTAssertTrue(bare.problems.contains { $0.hasPrefix("server \(server) (lb-inventory-\(suffix)) is protected by policy inv") }, "\(bare.problems)")
         XCTAssertTrue(bare.problems.contains { $0.contains("is not mapped to a Ceph cluster") }, "\(bare.problems)")
+    }
+
+    /// A worker publishes the report on `lifeboat.inventory` on its own, with the problems of
+    /// its configuration (here a disk-attachment proxy server that does not exist).
+    func testAWorkerPublishesTheInventoryForMonitors() async throws {
+        try TestOpenStack.require()
+        let computeName = try XCTUnwrap(TestOpenStack.environment["LIFEBOAT_TEST_OS_COMPUTE_NAME"])
+        try await LifeboatQueues.reset()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-inventory-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let worker = try RunningWorker(hypervisors: try TestOpenStack.computeHostFile(in: directory), openstackCloud: "lifeboat-admin",
+                                       inventorySeconds: 1, attachmentProxy: "no-such-proxy")
+        let deliveries = try await consume(LifeboatTopology.Queue.inventory, seconds: 120) { $0.count >= 2 }
+        await worker.stop()
+        XCTAssertEqual(deliveries.count, 2, "one report a second")
+        let first = try XCTUnwrap(deliveries.first)
+        XCTAssertEqual(first.properties.type, InventoryReport.messageType)
+        let report = try JSONDecoder().decode(InventoryReport.self, from: first.body)
+        XCTAssertEqual(report.type, InventoryReport.messageType)
+        XCTAssertEqual(report.version, 1)
+        XCTAssertNotNil(report.takenBy)
+        XCTAssertTrue(report.computeHosts.contains { $0.hypervisorEntry == computeName }, "\(report.computeHosts)")
+        XCTAssertNil(report.attachmentProxy)
+        XCTAssertTrue(report.problems.contains { $0.contains("proxy server no-such-proxy (LIFEBOAT_ATTACHMENT_PROXY) does not exist") },
+                      "\(report.problems)")
     }
 }

@@ -14,14 +14,15 @@ final class RunningWorker: Sendable {
     /// `files`: the directory the worker may read images from and restore into.
     init(prefetch: UInt16 = 32, repository: String? = nil, files: String? = nil, rangeBytes: UInt64 = 256 << 20, taskAttempts: Int = 5,
          hypervisors: String? = nil, cephClusters: String? = nil, policies: String? = nil, openstackCloud: String? = nil,
-         schedulerSeconds: Int = 60, attachmentProxy: String? = nil, attachmentBackends: [String] = []) throws {
+         schedulerSeconds: Int = 60, inventorySeconds: Int = 0, attachmentProxy: String? = nil, attachmentBackends: [String] = []) throws {
         worker = try Worker(configuration: WorkerConfiguration(amqp: try TestBroker.settings(name: "lifeboat-test-worker"),
                                                                prefetch: prefetch, notificationSources: [.nova], repositoryPath: repository,
                                                                rangeBytes: rangeBytes, taskAttempts: taskAttempts, taskConcurrency: 1,
                                                                fileSourceRoots: files.map { [$0] } ?? [], restoreRoots: files.map { [$0] } ?? [],
                                                                hypervisorsFile: hypervisors, cephClustersFile: cephClusters,
                                                                policiesFile: policies, openstackCloud: openstackCloud,
-                                                               schedulerSeconds: schedulerSeconds, attachmentProxy: attachmentProxy,
+                                                               schedulerSeconds: schedulerSeconds, inventorySeconds: inventorySeconds,
+                                                               attachmentProxy: attachmentProxy,
                                                                attachmentBackends: attachmentBackends))
         let worker = self.worker
         task = Task { await worker.serve() }
@@ -67,6 +68,7 @@ final class LeakedWorkers: XCTestObservation, Sendable {
 
 enum LifeboatQueues {
     static let all = [LifeboatTopology.Queue.requests, LifeboatTopology.Queue.notifications, LifeboatTopology.Queue.tasks,
+                      LifeboatTopology.Queue.urgentTasks, LifeboatTopology.Queue.inventory,
                       LifeboatTopology.Queue.results, LifeboatTopology.Queue.deadLetters]
 
     /// Declares Lifeboat's topology and empties its queues, so a test sees only its own messages.

@@ -114,8 +114,15 @@ public struct RestoreRequest: LifeboatMessage, Hashable {
     public var disks: [String]?
     /// Required: a restore acts on a project, so Lifeboat checks who asks.
     public var requestedBy: Principal
+    /// 0 (lowest) to 9; absent: `defaultPriority`.
+    public var priority: Int?
 
-    public init(requestId: String, project: String, backupId: String, target: RestoreTarget, disks: [String]? = nil, requestedBy: Principal) {
+    /// A restore has somebody waiting for it: unless told otherwise its tasks are urgent, taken
+    /// alongside the night's backup backlog instead of behind it.
+    public static let defaultPriority = 7
+
+    public init(requestId: String, project: String, backupId: String, target: RestoreTarget, disks: [String]? = nil, requestedBy: Principal,
+                priority: Int? = nil) {
         self.version = Self.supportedVersions.upperBound
         self.requestId = requestId
         self.project = project
@@ -123,9 +130,10 @@ public struct RestoreRequest: LifeboatMessage, Hashable {
         self.target = target
         self.disks = disks
         self.requestedBy = requestedBy
+        self.priority = priority
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case type, version, requestId, project, backupId, target, disks, requestedBy }
+    enum CodingKeys: String, CodingKey, CaseIterable { case type, version, requestId, project, backupId, target, disks, requestedBy, priority }
 
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownFields(CodingKeys.self)
@@ -141,5 +149,7 @@ public struct RestoreRequest: LifeboatMessage, Hashable {
             try BackupSource.checkDiskList(disks, at: decoder.path(CodingKeys.disks))
         }
         requestedBy = try c.decode(Principal.self, forKey: .requestedBy)
+        priority = try c.decodeIfPresent(Int.self, forKey: .priority)
+        if let priority { try Validate.range(priority, 0...9, at: decoder.path(CodingKeys.priority)) }
     }
 }

@@ -14,16 +14,26 @@ public struct JobReference: Codable, Sendable, Hashable {
     public var project: String
     /// The instance being backed up or restored, when known.
     public var instance: String?
+    /// 0 (lowest) to 9: the request's. Tasks of jobs at 5 or above go to the urgent task queue,
+    /// which workers take from alongside the backlog instead of behind it.
+    public var priority: Int?
 
-    public init(jobId: String, requestId: String, operation: Operation, project: String, instance: String?) {
+    public init(jobId: String, requestId: String, operation: Operation, project: String, instance: String?, priority: Int? = nil) {
         self.jobId = jobId
         self.requestId = requestId
         self.operation = operation
         self.project = project
         self.instance = instance
+        self.priority = priority
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case jobId, requestId, operation, project, instance }
+    /// Whether the job's tasks go to the urgent task queue.
+    public var isUrgent: Bool { (priority ?? 0) >= Self.urgentPriority }
+
+    /// The lowest urgent priority (as RabbitMQ 4's quorum queues split their two levels).
+    public static let urgentPriority = 5
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case jobId, requestId, operation, project, instance, priority }
 
     public init(from decoder: any Decoder) throws {
         try decoder.rejectUnknownFields(CodingKeys.self)
@@ -33,6 +43,8 @@ public struct JobReference: Codable, Sendable, Hashable {
         operation = try c.choice(Operation.self, .operation)
         project = try c.identifier(.project)
         instance = try c.optionalIdentifier(.instance)
+        priority = try c.decodeIfPresent(Int.self, forKey: .priority)
+        if let priority { try Validate.range(priority, 0...9, at: decoder.path(CodingKeys.priority)) }
     }
 }
 

@@ -28,9 +28,11 @@ extension InboundRequest {
     public var job: JobReference {
         switch self {
         case .backup(let r):
-            JobReference(jobId: r.requestId, requestId: r.requestId, operation: .backup, project: r.project, instance: r.instance)
+            JobReference(jobId: r.requestId, requestId: r.requestId, operation: .backup, project: r.project, instance: r.instance,
+                         priority: r.priority)
         case .restore(let r):
-            JobReference(jobId: r.requestId, requestId: r.requestId, operation: .restore, project: r.project, instance: nil)
+            JobReference(jobId: r.requestId, requestId: r.requestId, operation: .restore, project: r.project, instance: nil,
+                         priority: r.priority ?? RestoreRequest.defaultPriority)
         case .cancel(let r):
             JobReference(jobId: r.jobId, requestId: r.requestId, operation: .cancel, project: r.project, instance: nil)
         }

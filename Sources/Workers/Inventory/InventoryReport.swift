@@ -8,8 +8,11 @@ import OpenStack
 /// whether the operator gave their SSH credentials (and, when checked, whether the login and
 /// host key work), every server with where its backup would read it, every volume with the Ceph
 /// cluster its backend maps to, and Cinder's storage pools. `problems` lists what an operator has
-/// to fix for a backup to run (`lifeboat inventory` prints it).
+/// to fix for a backup to run (`lifeboat inventory` prints it; workers publish it on
+/// `lifeboat.inventory` every `LIFEBOAT_INVENTORY_SECONDS`, see `InventoryPublisher`).
 public struct InventoryReport: Codable, Sendable, Equatable {
+    public static let messageType = "inventory.report"
+
     public struct ComputeHostEntry: Codable, Sendable, Equatable {
         public var host: String
         public var state: String?
@@ -57,7 +60,14 @@ public struct InventoryReport: Codable, Sendable, Equatable {
         public var cephPool: String?
     }
 
+    /// `inventory.report`, version 1: what a monitor reading `lifeboat.inventory` gets.
+    public var type = InventoryReport.messageType
+    public var version = 1
     public var takenAt: Double
+    /// The worker that took it (its host name), when published.
+    public var takenBy: String? = nil
+    /// The proxy server disk attachment uses, when the worker has one: its host and domain.
+    public var attachmentProxy: InstanceEntry? = nil
     public var computeHosts: [ComputeHostEntry]
     public var instances: [InstanceEntry]
     public var volumes: [VolumeEntry]
@@ -68,8 +78,9 @@ public struct InventoryReport: Codable, Sendable, Equatable {
 extension OpenStackInventory {
     /// Reads the cloud as its admin and holds it against the operator's lists. Blocking.
     /// `checkSSH`: log in to every configured compute host (host key verified) and say how it went.
+    /// `attachmentProxy`: the disk-attachment proxy server, checked to exist on a reachable host.
     func report(hypervisors: HypervisorDirectory, clusters: CephClusterDirectory, policies: ProtectionPolicies?,
-                checkSSH: Bool) throws -> InventoryReport {
+                attachmentProxy: String? = nil, checkSSH: Bool) throws -> InventoryReport {
         let nova = try NovaClient(session: session), cinder = try CinderClient(session: session)
         let computeHosts = try nova.computeHosts(), servers = try nova.servers(allProjects: true)
         let volumes = try cinder.volumes(allProjects: true), pools = try cinder.pools()
@@ -125,8 +136,18 @@ extension OpenStackInventory {
                                              totalGiB: pool.totalCapacityGB, freeGiB: pool.freeCapacityGB,
                                              cephCluster: ceph?.cluster, cephPool: ceph?.pool)
         }
-        return InventoryReport(takenAt: Date().timeIntervalSince1970, computeHosts: hosts, instances: instances, volumes: volumeEntries,
-                               pools: poolEntries, problems: problems)
+        var proxy: InventoryReport.InstanceEntry?
+        if let attachmentProxy {
+            proxy = instances.first { $0.id == attachmentProxy }
+            if proxy == nil {
+                problems.append("the disk-attachment proxy server \(attachmentProxy) (LIFEBOAT_ATTACHMENT_PROXY) does not exist")
+            } else if proxy?.hypervisorEntry == nil {
+                problems.append("the disk-attachment proxy server \(attachmentProxy) runs on compute host \(proxy?.host ?? "(none yet)"), "
+                                + "which has no entry in LIFEBOAT_HYPERVISORS: the volumes attached to it cannot be read")
+            }
+        }
+        return InventoryReport(takenAt: Date().timeIntervalSince1970, attachmentProxy: proxy, computeHosts: hosts, instances: instances,
+                               volumes: volumeEntries, pools: poolEntries, problems: problems)
     }
 
     /// The `LIFEBOAT_HYPERVISORS` entry of a compute host: the entry named after the host (or
@@ -149,7 +170,8 @@ extension InventoryReport {
         return try inventory.report(
             hypervisors: try configuration.hypervisorsFile.map { try HypervisorDirectory(contentsOf: $0) } ?? HypervisorDirectory(),
             clusters: try configuration.cephClustersFile.map { try CephClusterDirectory(contentsOf: $0) } ?? CephClusterDirectory(),
-            policies: try configuration.policiesFile.map { try ProtectionPolicies(contentsOf: $0, logger: logger) }, checkSSH: checkSSH)
+            policies: try configuration.policiesFile.map { try ProtectionPolicies(contentsOf: $0, logger: logger) },
+            attachmentProxy: configuration.attachmentProxy, checkSSH: checkSSH)
     }
 }
 

@@ -51,7 +51,8 @@ public final class TaskRunner: Sendable {
         self.logger = logger
     }
 
-    /// Runs tasks until the consumer stops; its prefetch bounds how many run at once.
+    /// Runs tasks until the consumer stops; its prefetch bounds how many run at once, per queue
+    /// (urgent jobs' tasks have slots of their own).
     public func run() async {
         await withDiscardingTaskGroup { group in
             for await delivery in consumer.deliveries {
@@ -123,7 +124,7 @@ public final class TaskRunner: Sendable {
         // Where the range is read from: a domain's RBD disks come from its Ceph cluster, not its host.
         let hypervisor: String? = plan.libvirt?.hypervisor ?? plan.attachment?.hypervisor
         let sourceHost = plan.rbd.flatMap { $0.images[disk.name] != nil ? "ceph:\($0.cluster)" : nil } ?? hypervisor.map { "libvirt:\($0)" } ?? "files"
-        let staged = try await limiter.withSlot(sourceHost) { try await runBlocking { () -> [StagedRange] in
+        let staged = try await limiter.withSlot(sourceHost, urgent: task.job.isUrgent) { try await runBlocking { () -> [StagedRange] in
             // Another task's failure or a cancel abandoned the job: do not touch the source.
             guard try repository.isBegun(plan.backupId) else { throw JobAbandoned() }
             do {

@@ -18,6 +18,8 @@ public final class Worker: Sendable {
     private let publisher: LifeboatPublisher
     /// Runs the policies' schedules, where there are any and OpenStack lists the instances.
     let scheduler: BackupScheduler?
+    /// Publishes the inventory for monitors, where OpenStack is configured.
+    let inventoryPublisher: InventoryPublisher?
     /// Lifeboat's OpenStack account, when configured: shared by the planner, the tasks and the scheduler.
     let inventory: OpenStackInventory?
 
@@ -57,8 +59,15 @@ public final class Worker: Sendable {
         } else {
             scheduler = nil
         }
+        if let inventory, configuration.inventorySeconds > 0 {
+            inventoryPublisher = InventoryPublisher(inventory: inventory, hypervisors: hypervisors, clusters: clusters, policies: policies,
+                                                    attachmentProxy: configuration.attachmentProxy, publisher: publisher,
+                                                    interval: .seconds(configuration.inventorySeconds), logger: logger)
+        } else {
+            inventoryPublisher = nil
+        }
         if let repository {
-            let taskConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology, queues: [LifeboatTopology.Queue.tasks],
+            let taskConsumer = AMQPConsumer(settings: configuration.amqp, topology: topology, queues: [LifeboatTopology.Queue.tasks, LifeboatTopology.Queue.urgentTasks],
                                             prefetch: configuration.taskConcurrency, name: "lifeboat-tasks", logger: logger)
             taskRunner = TaskRunner(consumer: taskConsumer, publisher: publisher, repository: repository, hypervisors: hypervisors, clusters: clusters, inventory: inventory,
                                     rangeBytes: configuration.rangeBytes, sourceConcurrency: configuration.sourceConcurrency,
@@ -72,13 +81,14 @@ public final class Worker: Sendable {
 
     /// Serves until `shutdown` is called.
     public func serve() async {
-        let scheduling = scheduler.map { scheduler in Task { await scheduler.run() } }
+        let periodic = [scheduler.map { scheduler in Task { await scheduler.run() } },
+                        inventoryPublisher.map { publisher in Task { await publisher.run() } }].compactMap { $0 }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.intake.run() }
             if let taskRunner { group.addTask { await taskRunner.run() } }
         }
-        scheduling?.cancel()
-        await scheduling?.value
+        for task in periodic { task.cancel() }
+        for task in periodic { await task.value }
         await publisher.shutdown()
     }
 

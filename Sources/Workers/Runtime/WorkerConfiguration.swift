@@ -27,6 +27,7 @@ import Publisher
 /// | `LIFEBOAT_POLICIES` | JSON file of the protection policies that instance notifications are matched against (see `ProtectionPolicies`) | none: notifications are read and ignored |
 /// | `LIFEBOAT_OPENSTACK_CLOUD` | the cloud in clouds.yaml (found as openstacksdk finds it) of Lifeboat's own admin account, or `env` for the `OS_*` variables: requests without a source are resolved through Nova, and servers' metadata is saved with their backups | none |
 /// | `LIFEBOAT_SCHEDULER_SECONDS` | seconds between the scheduler's passes over Nova's servers, on a worker with policies that have schedules and OpenStack configured; 0 turns it off there (one scheduler is enough; more are harmless) | 60 |
+/// | `LIFEBOAT_INVENTORY_SECONDS` | seconds between inventory reports published on `lifeboat.inventory`, on a worker with OpenStack configured; 0 turns it off | 3600 |
 /// | `LIFEBOAT_ATTACHMENT_PROXY` | the Nova server (id) disk attachment attaches Cinder volumes to; its compute host must be in `LIFEBOAT_HYPERVISORS` | none: no disk attachment |
 /// | `LIFEBOAT_ATTACHMENT_BACKENDS` | `,`-separated Cinder backends (`backend` or `host@backend`; `*` for all) whose volumes a server's backup reads by disk attachment | none |
 /// | `LIFEBOAT_NOTIFICATIONS` | `exchange=key,key;exchange=key`; empty to bind none | `nova=versioned_notifications.info,notifications.info` |
@@ -48,6 +49,8 @@ public struct WorkerConfiguration: Sendable {
     public var sourceConcurrency: Int
     /// Seconds between scheduler passes; 0: no scheduler on this worker.
     public var schedulerSeconds: Int
+    /// Seconds between published inventory reports; 0: none from this worker.
+    public var inventorySeconds: Int
     /// Disk attachment: the proxy server, and the Cinder backends read that way.
     public var attachmentProxy: String?
     public var attachmentBackends: [String]
@@ -56,7 +59,8 @@ public struct WorkerConfiguration: Sendable {
                 repositoryPath: String? = nil, repositoryPassphrase: String? = nil, rangeBytes: UInt64 = 256 << 20,
                 taskAttempts: Int = 5, taskConcurrency: UInt16 = 2, fileSourceRoots: [String] = [], restoreRoots: [String] = [], hypervisorsFile: String? = nil,
                 cephClustersFile: String? = nil, policiesFile: String? = nil, openstackCloud: String? = nil,
-                sourceConcurrency: Int = 2, schedulerSeconds: Int = 60, attachmentProxy: String? = nil, attachmentBackends: [String] = []) {
+                sourceConcurrency: Int = 2, schedulerSeconds: Int = 60, inventorySeconds: Int = 3600, attachmentProxy: String? = nil,
+                attachmentBackends: [String] = []) {
         self.amqp = amqp
         self.prefetch = prefetch
         self.notificationSources = notificationSources
@@ -73,6 +77,7 @@ public struct WorkerConfiguration: Sendable {
         self.openstackCloud = openstackCloud
         self.sourceConcurrency = sourceConcurrency
         self.schedulerSeconds = schedulerSeconds
+        self.inventorySeconds = inventorySeconds
         self.attachmentProxy = attachmentProxy
         self.attachmentBackends = attachmentBackends
     }
@@ -109,6 +114,7 @@ public struct WorkerConfiguration: Sendable {
             policiesFile: environment["LIFEBOAT_POLICIES"], openstackCloud: environment["LIFEBOAT_OPENSTACK_CLOUD"],
             sourceConcurrency: try number("LIFEBOAT_SOURCE_CONCURRENCY", 2, 1...256),
             schedulerSeconds: try number("LIFEBOAT_SCHEDULER_SECONDS", 60, 0...86_400),
+            inventorySeconds: try number("LIFEBOAT_INVENTORY_SECONDS", 3600, 0...604_800),
             attachmentProxy: environment["LIFEBOAT_ATTACHMENT_PROXY"].flatMap { $0.isEmpty ? nil : $0 },
             attachmentBackends: (environment["LIFEBOAT_ATTACHMENT_BACKENDS"] ?? "").split(separator: ",")
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
