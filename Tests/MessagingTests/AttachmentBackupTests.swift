@@ -13,6 +13,10 @@ import XCTest
 /// made — after a success and after a failure.
 final class AttachmentBackupTests: XCTestCase {
     func testCinderVolumesAreReadThroughTheProxyServerAndWhatWasMadeForThemIsDeleted() async throws {
+        try await Leftovers.removing { try await cinderVolumesAreReadThroughTheProxy($0) }
+    }
+
+    private func cinderVolumesAreReadThroughTheProxy(_ leftovers: Leftovers) async throws {
         try TestOpenStack.require()
         try TestCephCluster.require()
         let environment = ProcessInfo.processInfo.environment
@@ -31,7 +35,7 @@ final class AttachmentBackupTests: XCTestCase {
         // Lifeboat's proxy server, and a volume of carol's that is attached to nothing, with data.
         let proxy = try await TestOpenStack.createServer("lb-proxy-\(suffix)")
         let volume = try await Self.volume(named: "lb-att-\(suffix)", cloud: "lifeboat-carol")
-        defer { Task { await TestOpenStack.deleteServer(proxy, andVolumes: [volume]) } }
+        leftovers.add { await TestOpenStack.deleteServer(proxy, andVolumes: [volume]) }
         try await TestCephCluster.edit("volume-\(volume)", ["random:1M:3M:41", "fill:600M:1M:0x3c"])
         let volumeDigest = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/volume-\(volume)")
 
@@ -77,7 +81,7 @@ final class AttachmentBackupTests: XCTestCase {
         let bootVolume = try await Self.volume(named: "lb-att-boot-\(suffix)", cloud: "lifeboat-carol",
                                                extra: ["--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--bootable"])
         let server = try await TestOpenStack.createServer("lb-att-\(suffix)", cloud: "lifeboat-carol", bootVolume: bootVolume)
-        defer { Task { await TestOpenStack.deleteServer(server, andVolumes: [bootVolume]) } }
+        leftovers.add { await TestOpenStack.deleteServer(server, andVolumes: [bootVolume]) }
         try await TestCephCluster.edit("volume-\(bootVolume)", ["random:64M:2M:43"])
         let bootDigest = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/volume-\(bootVolume)")
         try await publisher.send(BackupRequest(requestId: "att-\(suffix)-server", project: demo, instance: server, mode: .full))
@@ -109,7 +113,7 @@ final class AttachmentBackupTests: XCTestCase {
         XCTAssertTrue(failed.last?.reason?.contains("proxy server no-such-proxy") == true, LifeboatQueues.summary(failed))
         var left: [String] = []
         for _ in 0..<60 {
-            left = try await leftovers(of: "att-\(suffix)-noproxy", disks: ["vdb"], cinder: cinder)
+            left = try await madeForBackup("att-\(suffix)-noproxy", disks: ["vdb"], cinder: cinder)
             if left.isEmpty { break }
             try await Task.sleep(for: .seconds(2))
         }
@@ -123,6 +127,10 @@ final class AttachmentBackupTests: XCTestCase {
     /// attachment. A full, then an incremental after new data in both: each restores to exactly
     /// the volume's data at its time, and each releases what it made for the volume.
     func testAServerWithItsOwnDiskAndAnAttachedVolumeIsBackedUpInOneJobByBothStrategies() async throws {
+        try await Leftovers.removing { try await serverWithBothStrategies($0) }
+    }
+
+    private func serverWithBothStrategies(_ leftovers: Leftovers) async throws {
         try TestOpenStack.require()
         try TestCephCluster.require()
         let environment = ProcessInfo.processInfo.environment
@@ -141,12 +149,8 @@ final class AttachmentBackupTests: XCTestCase {
         let proxy = try await TestOpenStack.createServer("lb-proxy-\(suffix)")
         let server = try await TestOpenStack.createServer("lb-mixed-\(suffix)", cloud: "lifeboat-carol")
         let volume = try await Self.volume(named: "lb-mixed-\(suffix)", cloud: "lifeboat-carol")
-        defer {
-            Task {
-                await TestOpenStack.deleteServer(proxy)
-                await TestOpenStack.deleteServer(server, andVolumes: [volume])
-            }
-        }
+        leftovers.add { await TestOpenStack.deleteServer(proxy) }
+        leftovers.add { await TestOpenStack.deleteServer(server, andVolumes: [volume]) }
         let status = try await runProcess("/usr/bin/openstack", ["--os-cloud", "lifeboat-carol", "server", "add", "volume", server, volume])
         XCTAssertEqual(status, 0)
         try await TestOpenStack.waitFor(volume: volume, status: "in-use")
@@ -200,7 +204,7 @@ final class AttachmentBackupTests: XCTestCase {
     }
 
     /// Snapshots and volumes named for a backup's disks that still exist.
-    private func leftovers(of backup: String, disks: [String], cinder: CinderClient) async throws -> [String] {
+    private func madeForBackup(_ backup: String, disks: [String], cinder: CinderClient) async throws -> [String] {
         try await runBlocking {
             try disks.flatMap { disk -> [String] in
                 let name = jobResourceName(job: backup, disk: disk)
@@ -213,7 +217,7 @@ final class AttachmentBackupTests: XCTestCase {
     /// After a backup's success: nothing it made is left in Cinder, nothing attached to the proxy.
     private func assertNothingLeft(of backup: String, disks: [String], cinder: CinderClient, nova: NovaClient, proxy: String,
                                    file: StaticString = #filePath, line: UInt = #line) async throws {
-        let left = try await leftovers(of: backup, disks: disks, cinder: cinder)
+        let left = try await madeForBackup(backup, disks: disks, cinder: cinder)
         XCTAssertEqual(left, [], "snapshots and volumes made for the backup", file: file, line: line)
         let attached = try await runBlocking { try nova.volumeAttachments(ofServer: proxy) }
         XCTAssertEqual(attached.map(\.volumeID), [], "volumes still attached to the proxy", file: file, line: line)

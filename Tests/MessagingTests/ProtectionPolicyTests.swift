@@ -93,6 +93,32 @@ enum TestOpenStack {
     }
 }
 
+/// What a test made in the test cloud, removed — and waited for — when the test ends. A `defer`
+/// can only start an asynchronous deletion, which then runs on into the next tests, and Nova's
+/// notifications of it with them.
+final class Leftovers {
+    private var removals: [() async -> Void] = []
+
+    func add(_ removal: @escaping () async -> Void) { removals.append(removal) }
+
+    /// Runs `body`, then removes what it registered (newest first), whether it threw or not.
+    static func removing(_ body: (Leftovers) async throws -> Void) async throws {
+        let leftovers = Leftovers()
+        do {
+            try await body(leftovers)
+        } catch {
+            await leftovers.removeAll()
+            throw error
+        }
+        await leftovers.removeAll()
+    }
+
+    private func removeAll() async {
+        for removal in removals.reversed() { await removal() }
+        removals.removeAll()
+    }
+}
+
 /// Notification-driven protection against real Nova: a server created with the policy's
 /// metadata gets its first backup requested by Lifeboat itself; one without is left alone.
 final class ProtectionPolicyTests: XCTestCase {

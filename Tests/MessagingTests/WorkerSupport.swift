@@ -77,6 +77,22 @@ enum LifeboatQueues {
         try await BrokerChores.purge(all)
     }
 
+    /// Empties `lifeboat.notifications` until no notification has arrived for `quiet` seconds
+    /// (at most two minutes): for tests that count notifications while the test cloud's Nova
+    /// may still be finishing what an earlier test asked of it.
+    static func waitForQuietNotifications(quiet: Int = 5) async throws {
+        var quietFor = 0
+        for _ in 0..<120 where quietFor < quiet {
+            if try await BrokerChores.count(LifeboatTopology.Queue.notifications) == 0 {
+                quietFor += 1
+            } else {
+                quietFor = 0
+                try await BrokerChores.purge([LifeboatTopology.Queue.notifications])
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+
     static func results(_ deliveries: [Delivery]) throws -> [JobResult] {
         try deliveries.map { try MessageCodec.decode(JobResult.self, from: $0.body) }
     }
