@@ -50,6 +50,12 @@ struct InventoryCommand: AsyncParsableCommand {
                 print("  \(pool.name)  \(pool.storageProtocol ?? "?")  free \(pool.freeGiB.map { String(format: "%.0f", $0) } ?? "?") GiB  ceph: "
                       + (pool.cephCluster.map { "\($0)/\(pool.cephPool ?? "?")" } ?? "NONE"))
             }
+            if let deleted = report.deletedInstances, !deleted.isEmpty {
+                print("deleted servers with backups (kept until retention removes them):")
+                for server in deleted {
+                    print("  \(server.id)  \(server.name)  project \(server.project)  \(server.backups) backup(s), last \(server.lastBackup)")
+                }
+            }
             print(report.problems.isEmpty ? "no problems" : "problems:\n" + report.problems.map { "  - \($0)" }.joined(separator: "\n"))
         }
         if !report.problems.isEmpty { throw ExitCode(1) }

@@ -3,6 +3,7 @@ import Foundation
 import Libvirt
 import Logging
 import Publisher
+import Repository
 import OpenStack
 @testable import Workers
 import XCTest
@@ -37,10 +38,23 @@ final class InventoryTests: XCTestCase {
         let policies = try ProtectionPolicies(contentsOf: policiesFile.path)
         let hypervisors = try HypervisorDirectory(contentsOf: try TestOpenStack.computeHostFile(in: directory))
         let clusters = try CephClusterDirectory(contentsOf: try TestCephCluster.clusterFile(in: directory))
+        // A repository holding a backup of this server and two of a server Nova no longer has.
+        let repository = try Repository.create(path: directory.appendingPathComponent("repository").path)
+        for (id, instance) in [("gone-1", "0d9c2f4e-gone"), ("live-1", server), ("gone-2", "0d9c2f4e-gone")] {
+            let record = InstanceRecord(server: try JSONDecoder().decode(Server.self, from: Data(#"{"id": "\#(instance)", "name": "n-\#(instance)", "status": "ACTIVE", "flavor": {}}"#.utf8)),
+                                        exportedAt: 0)
+            try repository.beginBackup(id)
+            _ = try repository.commitBackup(id, disks: [], metadata: try JSONEncoder().encode(
+                BackupMetadata(project: "p1", instance: instance, jobId: id, disks: [], openstack: record)))
+        }
         // The server doubling as the disk-attachment proxy: found, on a host Lifeboat logs in to.
         let report = try await runBlocking {
-            try inventory.report(hypervisors: hypervisors, clusters: clusters, policies: policies, attachmentProxy: server, checkSSH: true)
+            try inventory.report(hypervisors: hypervisors, clusters: clusters, policies: policies, attachmentProxy: server,
+                                 repository: repository, checkSSH: true)
         }
+        XCTAssertEqual(report.deletedInstances, [InventoryReport.DeletedInstanceEntry(
+            id: "0d9c2f4e-gone", name: "n-0d9c2f4e-gone", project: "p1", backups: 2, lastBackup: "gone-2",
+            lastBackupAt: try repository.manifest("gone-2").createdAt.timeIntervalSince1970)])
         XCTAssertEqual(report.attachmentProxy?.id, server)
         XCTAssertEqual(report.attachmentProxy?.hypervisorEntry, computeName)
         let host = try XCTUnwrap(report.computeHosts.first { $0.host == computeName }, "\(report.computeHosts)")

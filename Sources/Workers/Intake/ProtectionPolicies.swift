@@ -22,7 +22,8 @@ import Publisher
 ///   notification about one instance and policy (`<policy>-<instance>-first`), so a replayed or
 ///   repeated notification names one job, and a job already done is reported as replayed.
 /// - `instance.delete.start`/`.end`: recorded in the worker's log; the instance's backups stay
-///   until retention removes them.
+///   until retention removes them, and the inventory lists it among the deleted servers it
+///   holds backups of (`InventoryReport.deletedInstances`).
 ///
 /// A policy's `schedules` (see `BackupSchedule`) are run by the `BackupScheduler`, which finds
 /// the protected instances by listing Nova's servers: an instance whose metadata or tags no

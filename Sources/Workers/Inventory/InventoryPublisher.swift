@@ -3,6 +3,7 @@ import Foundation
 import Libvirt
 import Logging
 import Publisher
+import Repository
 
 /// Publishes the inventory for monitors: every `interval` the worker takes `InventoryReport`
 /// (the cloud held against its hypervisor, Ceph and policy lists, with the problems to fix)
@@ -16,17 +17,19 @@ final class InventoryPublisher: Sendable {
     private let clusters: CephClusterDirectory
     private let policies: ProtectionPolicies?
     private let attachmentProxy: String?
+    private let repository: Repository?
     private let publisher: LifeboatPublisher
     private let interval: Duration
     private let logger: Logger
 
     init(inventory: OpenStackInventory, hypervisors: HypervisorDirectory, clusters: CephClusterDirectory, policies: ProtectionPolicies?,
-         attachmentProxy: String?, publisher: LifeboatPublisher, interval: Duration, logger: Logger) {
+         attachmentProxy: String?, repository: Repository?, publisher: LifeboatPublisher, interval: Duration, logger: Logger) {
         self.inventory = inventory
         self.hypervisors = hypervisors
         self.clusters = clusters
         self.policies = policies
         self.attachmentProxy = attachmentProxy
+        self.repository = repository
         self.publisher = publisher
         self.interval = interval
         self.logger = logger
@@ -41,10 +44,11 @@ final class InventoryPublisher: Sendable {
     }
 
     func publishOnce() async {
-        let (inventory, hypervisors, clusters, policies, proxy) = (inventory, hypervisors, clusters, policies, attachmentProxy)
+        let (inventory, hypervisors, clusters, policies, proxy, repository) = (inventory, hypervisors, clusters, policies, attachmentProxy, repository)
         do {
             var report = try await runBlocking {
-                try inventory.report(hypervisors: hypervisors, clusters: clusters, policies: policies, attachmentProxy: proxy, checkSSH: false)
+                try inventory.report(hypervisors: hypervisors, clusters: clusters, policies: policies, attachmentProxy: proxy,
+                                     repository: repository, checkSSH: false)
             }
             report.takenBy = ProcessInfo.processInfo.hostName
             let encoder = JSONEncoder()

@@ -3,6 +3,7 @@ import Foundation
 import Libvirt
 import Logging
 import OpenStack
+import Repository
 
 /// What Lifeboat can protect in the cloud, and what stands in its way: the compute hosts with
 /// whether the operator gave their SSH credentials (and, when checked, whether the login and
@@ -50,6 +51,18 @@ public struct InventoryReport: Codable, Sendable, Equatable {
         public var cephPool: String?
     }
 
+    /// A Nova server with backups in the repository that Nova no longer lists: deleted (its
+    /// deletion is logged when the notification arrives). Its backups stay until retention
+    /// removes them.
+    public struct DeletedInstanceEntry: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var project: String
+        public var backups: Int
+        public var lastBackup: String
+        public var lastBackupAt: Double
+    }
+
     public struct PoolEntry: Codable, Sendable, Equatable {
         public var name: String
         public var backend: String?
@@ -72,6 +85,8 @@ public struct InventoryReport: Codable, Sendable, Equatable {
     public var instances: [InstanceEntry]
     public var volumes: [VolumeEntry]
     public var pools: [PoolEntry]
+    /// When the worker has a repository: the deleted servers it holds backups of.
+    public var deletedInstances: [DeletedInstanceEntry]? = nil
     public var problems: [String]
 }
 
@@ -79,8 +94,9 @@ extension OpenStackInventory {
     /// Reads the cloud as its admin and holds it against the operator's lists. Blocking.
     /// `checkSSH`: log in to every configured compute host (host key verified) and say how it went.
     /// `attachmentProxy`: the disk-attachment proxy server, checked to exist on a reachable host.
+    /// `repository`: the backups held against Nova's servers, for the deleted ones.
     func report(hypervisors: HypervisorDirectory, clusters: CephClusterDirectory, policies: ProtectionPolicies?,
-                attachmentProxy: String? = nil, checkSSH: Bool) throws -> InventoryReport {
+                attachmentProxy: String? = nil, repository: Repository? = nil, checkSSH: Bool) throws -> InventoryReport {
         let nova = try NovaClient(session: session), cinder = try CinderClient(session: session)
         let computeHosts = try nova.computeHosts(), servers = try nova.servers(allProjects: true)
         let volumes = try cinder.volumes(allProjects: true), pools = try cinder.pools()
@@ -147,7 +163,23 @@ extension OpenStackInventory {
             }
         }
         return InventoryReport(takenAt: Date().timeIntervalSince1970, attachmentProxy: proxy, computeHosts: hosts, instances: instances,
-                               volumes: volumeEntries, pools: poolEntries, problems: problems)
+                               volumes: volumeEntries, pools: poolEntries,
+                               deletedInstances: try repository.map { try Self.deletedInstances(in: $0, live: Set(servers.map(\.id))) },
+                               problems: problems)
+    }
+
+    /// The servers backed up with their Nova record that are not among `live`, with their backups.
+    static func deletedInstances(in repository: Repository, live: Set<String>) throws -> [InventoryReport.DeletedInstanceEntry] {
+        var entries: [String: InventoryReport.DeletedInstanceEntry] = [:]
+        for manifest in try repository.listBackups() {  // oldest first
+            guard let metadata = try? JSONDecoder().decode(BackupMetadata.self, from: manifest.metadata), let record = metadata.openstack,
+                  !live.contains(metadata.instance) else { continue }
+            entries[metadata.instance] = InventoryReport.DeletedInstanceEntry(
+                id: metadata.instance, name: record.server.name, project: metadata.project,
+                backups: (entries[metadata.instance]?.backups ?? 0) + 1, lastBackup: manifest.id,
+                lastBackupAt: manifest.createdAt.timeIntervalSince1970)
+        }
+        return entries.values.sorted { $0.id < $1.id }
     }
 
     /// The `LIFEBOAT_HYPERVISORS` entry of a compute host: the entry named after the host (or
@@ -167,11 +199,12 @@ extension InventoryReport {
             throw InventoryUnavailable("LIFEBOAT_OPENSTACK_CLOUD is not set: there is no cloud to take an inventory of")
         }
         let inventory = OpenStackInventory(configuration: try CloudConfiguration.load(cloud: cloud == "env" ? nil : cloud), logger: logger)
+        let repository = try configuration.repositoryPath.map { try Repository.open(path: $0, passphrase: configuration.repositoryPassphrase) }
         return try inventory.report(
             hypervisors: try configuration.hypervisorsFile.map { try HypervisorDirectory(contentsOf: $0) } ?? HypervisorDirectory(),
             clusters: try configuration.cephClustersFile.map { try CephClusterDirectory(contentsOf: $0) } ?? CephClusterDirectory(),
             policies: try configuration.policiesFile.map { try ProtectionPolicies(contentsOf: $0, logger: logger) },
-            attachmentProxy: configuration.attachmentProxy, checkSSH: checkSSH)
+            attachmentProxy: configuration.attachmentProxy, repository: repository, checkSSH: checkSSH)
     }
 }
 

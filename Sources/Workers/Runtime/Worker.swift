@@ -61,7 +61,7 @@ public final class Worker: Sendable {
         }
         if let inventory, configuration.inventorySeconds > 0 {
             inventoryPublisher = InventoryPublisher(inventory: inventory, hypervisors: hypervisors, clusters: clusters, policies: policies,
-                                                    attachmentProxy: configuration.attachmentProxy, publisher: publisher,
+                                                    attachmentProxy: configuration.attachmentProxy, repository: repository, publisher: publisher,
                                                     interval: .seconds(configuration.inventorySeconds), logger: logger)
         } else {
             inventoryPublisher = nil
