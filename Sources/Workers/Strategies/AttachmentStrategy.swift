@@ -53,7 +53,8 @@ struct AttachmentStrategy: Sendable {
         let order = try task.parameters(as: AttachmentOrder.self)
         let (plan, details) = try await runBlocking { try self.attachAndPlan(order) }
         let transfers = plan.transferTasks(task.job, step: libvirt.step).map { OutgoingMessage.task($0) }
-        return [.result(JobResult(job: task.job, status: .started, task: TaskSummary(taskId: task.taskId, kind: .attach),
+        // `started` went out with the snapshots: this is a step of the running job.
+        return [.result(JobResult(job: task.job, status: .progress, task: TaskSummary(taskId: task.taskId, kind: .attach),
                                   backupId: plan.backupId, details: details))] + transfers
     }
 
