@@ -103,7 +103,9 @@ public final class RBDAsyncWriter: @unchecked Sendable {
                                        error: written < 0 ? CephError("writing \(operation.writer.image.spec) at \(operation.offset)", code: Int32(written)) : nil)
         }, &completion)
         if result >= 0 {
-            result = rbd_aio_write(image.image, offset, count, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), completion)
+            // As `rbd import` writes: a restored image's data need not stay in the OSD's cache.
+            result = rbd_aio_write2(image.image, offset, count, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), completion,
+                                    Int32(LIBRADOS_OP_FLAG_FADVISE_NOCACHE))
             if result < 0 { rbd_aio_release(completion) }
         }
         if result < 0 {

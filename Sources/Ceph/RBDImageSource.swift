@@ -63,8 +63,10 @@ public final class RBDImageSource: StreamingBlockSource {
             var completion: rbd_completion_t?
             try check(rbd_aio_create_completion(nil, nil, &completion), "starting a read of \(image.spec)")
             completions[slot] = completion
-            try check(rbd_aio_read(image.image, read.lowerBound, Int(read.count),
-                                   buffers[slot].baseAddress!.assumingMemoryBound(to: CChar.self), completion),
+            // As `rbd export` reads: the OSD need not keep what a backup reads once in its cache.
+            try check(rbd_aio_read2(image.image, read.lowerBound, Int(read.count),
+                                    buffers[slot].baseAddress!.assumingMemoryBound(to: CChar.self), completion,
+                                    Int32(LIBRADOS_OP_FLAG_FADVISE_SEQUENTIAL | LIBRADOS_OP_FLAG_FADVISE_NOCACHE)),
                       "reading \(image.spec) at \(read.lowerBound)")
         }
         for n in 0..<min(buffers.count, reads.count) { try start(n) }
