@@ -17,20 +17,7 @@ final class AttachmentBackupTests: XCTestCase {
     }
 
     private func cinderVolumesAreReadThroughTheProxy(_ leftovers: Leftovers) async throws {
-        try TestOpenStack.require()
-        try TestCephCluster.require()
-        let environment = ProcessInfo.processInfo.environment
-        guard let demo = environment["LIFEBOAT_TEST_OS_DEMO_PROJECT_ID"], let bobID = environment["LIFEBOAT_TEST_OS_BOB_USER_ID"] else {
-            throw TestEnvironmentMissing("needs scripts/openstack.sh env (demo project, bob)")
-        }
-        try await LifeboatQueues.reset()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-attach-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let suffix = UUID().uuidString.prefix(6).lowercased()
-        let admin = OpenStackInventory(configuration: try CloudConfiguration.load(cloud: "lifeboat-admin"), logger: Logger(label: "test"))
-        let cinder = try await runBlocking { try CinderClient(session: admin.session) }
-        let nova = try await runBlocking { try NovaClient(session: admin.session) }
+        let (demo, bobID, suffix, directory, cinder, nova) = try await Self.prepare(leftovers, "attach")
 
         // Lifeboat's proxy server, and a volume of carol's that is attached to nothing, with data.
         let proxy = try await TestOpenStack.createServer("lb-proxy-\(suffix)")
@@ -79,7 +66,7 @@ final class AttachmentBackupTests: XCTestCase {
         // A server of carol's that boots from a volume: naming only the server, the worker (which
         // reads every backend by attachment) chooses disk attachment and saves the server's metadata.
         let bootVolume = try await Self.volume(named: "lb-att-boot-\(suffix)", cloud: "lifeboat-carol",
-                                               extra: ["--image", environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--bootable"])
+                                               extra: ["--image", TestOpenStack.environment["LIFEBOAT_TEST_OS_IMAGE"] ?? "lifeboat-blank", "--bootable"])
         let server = try await TestOpenStack.createServer("lb-att-\(suffix)", cloud: "lifeboat-carol", bootVolume: bootVolume)
         leftovers.add { await TestOpenStack.deleteServer(server, andVolumes: [bootVolume]) }
         try await TestCephCluster.edit("volume-\(bootVolume)", ["random:64M:2M:43"])
@@ -131,20 +118,7 @@ final class AttachmentBackupTests: XCTestCase {
     }
 
     private func serverWithBothStrategies(_ leftovers: Leftovers) async throws {
-        try TestOpenStack.require()
-        try TestCephCluster.require()
-        let environment = ProcessInfo.processInfo.environment
-        guard let demo = environment["LIFEBOAT_TEST_OS_DEMO_PROJECT_ID"], let bobID = environment["LIFEBOAT_TEST_OS_BOB_USER_ID"] else {
-            throw TestEnvironmentMissing("needs scripts/openstack.sh env (demo project, bob)")
-        }
-        try await LifeboatQueues.reset()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-mixed-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let suffix = UUID().uuidString.prefix(6).lowercased()
-        let admin = OpenStackInventory(configuration: try CloudConfiguration.load(cloud: "lifeboat-admin"), logger: Logger(label: "test"))
-        let cinder = try await runBlocking { try CinderClient(session: admin.session) }
-        let nova = try await runBlocking { try NovaClient(session: admin.session) }
+        let (demo, bobID, suffix, directory, cinder, nova) = try await Self.prepare(leftovers, "mixed")
 
         let proxy = try await TestOpenStack.createServer("lb-proxy-\(suffix)")
         let server = try await TestOpenStack.createServer("lb-mixed-\(suffix)", cloud: "lifeboat-carol")
@@ -193,6 +167,25 @@ final class AttachmentBackupTests: XCTestCase {
             try FileManager.default.removeItem(atPath: file)
         }
         await worker.stop()
+    }
+
+    /// The test cloud's demo project and bob (a member of it), a unique suffix for names, a
+    /// scratch directory (removed with the leftovers), and admin clients of Cinder and Nova.
+    private static func prepare(_ leftovers: Leftovers, _ name: String) async throws
+        -> (demo: String, bobID: String, suffix: String, directory: URL, cinder: CinderClient, nova: NovaClient) {
+        try TestOpenStack.require()
+        try TestCephCluster.require()
+        let environment = ProcessInfo.processInfo.environment
+        guard let demo = environment["LIFEBOAT_TEST_OS_DEMO_PROJECT_ID"], let bobID = environment["LIFEBOAT_TEST_OS_BOB_USER_ID"] else {
+            throw TestEnvironmentMissing("needs scripts/openstack.sh env (demo project, bob)")
+        }
+        try await LifeboatQueues.reset()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lifeboat-\(name)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        leftovers.add { try? FileManager.default.removeItem(at: directory) }
+        let admin = OpenStackInventory(configuration: try CloudConfiguration.load(cloud: "lifeboat-admin"), logger: Logger(label: "test"))
+        let (cinder, nova) = try await runBlocking { (try CinderClient(session: admin.session), try NovaClient(session: admin.session)) }
+        return (demo, bobID, String(UUID().uuidString.prefix(6).lowercased()), directory, cinder, nova)
     }
 
     /// A volume of `cloud`'s project, available; its id.
