@@ -80,8 +80,30 @@ public final class RBDImage: @unchecked Sendable {
         }
     }
 
+    /// Takes a snapshot. Where another client watches the image (QEMU, rbd-nbd, krbd), librbd
+    /// first notifies it to quiesce (rbd-nbd and krbd can freeze file systems on it); where
+    /// this handle is the only watcher there is nobody to notify, and the notification, which
+    /// costs about a second, is skipped.
     public func createSnapshot(_ snapshot: String) throws(CephError) {
-        try check(rbd_snap_create(image, snapshot), "creating snapshot \(pool.name)/\(name)@\(snapshot)")
+        let flags = try watcherCount() <= 1 ? UInt32(RBD_SNAP_CREATE_SKIP_QUIESCE) : 0
+        try check(rbd_snap_create2(image, snapshot, flags, { _, _, _ in 0 }, nil), "creating snapshot \(pool.name)/\(name)@\(snapshot)")
+    }
+
+    /// How many clients watch the image (an image open for writing watches it).
+    public func watcherCount() throws(CephError) -> Int {
+        var capacity = 8
+        while true {
+            var watchers = [rbd_image_watcher_t](repeating: rbd_image_watcher_t(), count: capacity)
+            var count = capacity
+            let result = rbd_watchers_list(image, &watchers, &count)
+            if result == -ERANGE {
+                capacity = count
+                continue
+            }
+            try check(result, "listing the watchers of \(pool.name)/\(name)")
+            rbd_watchers_list_cleanup(&watchers, count)
+            return count
+        }
     }
 
     public func removeSnapshot(_ snapshot: String) throws(CephError) {

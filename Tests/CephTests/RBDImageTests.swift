@@ -82,8 +82,14 @@ final class RBDImageTests: XCTestCase {
         XCTAssertFalse(try pool.imageExists(name + "-missing"))
         XCTAssertTrue(try pool.imageNames().contains(name))
         let image = try RBDImage(pool: pool, name: name, readOnly: false)
-        try image.createSnapshot("lifeboat-a")
-        try image.createSnapshot("operator-own")
+        XCTAssertEqual(try image.watcherCount(), 1, "a handle open for writing watches the image")
+        try image.createSnapshot("lifeboat-a")  // the only watcher: no quiesce notification
+        do {
+            // Another client watching (as QEMU would): the snapshot notifies it first.
+            let other = try RBDImage(pool: pool, name: name, readOnly: false)
+            XCTAssertEqual(try other.watcherCount(), 2)
+            try image.createSnapshot("operator-own")
+        }
         XCTAssertEqual(try image.snapshots().map(\.name).sorted(), ["lifeboat-a", "operator-own"])
         try image.removeSnapshot("lifeboat-a")
         XCTAssertEqual(try image.snapshots().map(\.name), ["operator-own"])
