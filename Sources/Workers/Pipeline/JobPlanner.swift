@@ -104,11 +104,7 @@ public struct JobPlanner: RequestHandler {
         }
         let backupId = job.jobId
         let repository = self.repository
-        if try await runBlocking({ try repository.isCommitted(backupId) }) {
-            // A replayed request whose backup is already complete.
-            return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
-                    .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
-        }
+        if let replayed = try await replayed(job) { return replayed }
         // Sized the way the transfers will read it (a block device's size is its end, not st_size).
         // Sized the way the transfers will read it: a raw file or block device by its end, a
         // qcow2 image by its guest-visible size (its chain is read through qemu-img's map).
@@ -187,6 +183,15 @@ public struct JobPlanner: RequestHandler {
         return (manifest, metadata, disks)
     }
 
+    /// The results of a replayed backup request whose backup is already complete (accepted,
+    /// then succeeded, marked as replayed); nil when it must be planned.
+    func replayed(_ job: JobReference) async throws -> [OutgoingMessage]? {
+        let repository = self.repository, backupId = job.jobId
+        guard try await runBlocking({ try repository.isCommitted(backupId) }) else { return nil }
+        return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
+                .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
+    }
+
     /// Bytes per restore task: like transfers, no delivery is held for long.
     var restoreStep: UInt64 { BackupPlan.step(settings.rangeBytes, chunkSize: repository.chunkSize) }
 }
@@ -203,11 +208,7 @@ extension JobPlanner {
             throw RequestRefused("\(error)")
         }
         let backupId = job.jobId
-        let repository = self.repository
-        if try await runBlocking({ try repository.isCommitted(backupId) }) {
-            return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
-                    .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
-        }
+        if let replayed = try await replayed(job) { return replayed }
         let order = LibvirtSnapshotOrder(backupId: backupId, hypervisor: hypervisor, domain: domain, disks: disks, mode: request.mode,
                                          plannedAt: Date().timeIntervalSince1970, instance: request.instance,
                                          attachedVolumes: attached?.map { AttachedVolume(disk: $0.name, volumeID: $0.volume) },
@@ -337,11 +338,7 @@ extension JobPlanner {
             throw RequestRefused("disk attachment needs a proxy server to attach volumes to, and this worker has none (LIFEBOAT_ATTACHMENT_PROXY)")
         }
         let backupId = job.jobId
-        let repository = self.repository
-        if try await runBlocking({ try repository.isCommitted(backupId) }) {
-            return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
-                    .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
-        }
+        if let replayed = try await replayed(job) { return replayed }
         let problem = try await runBlocking { () -> String? in
             let cinder = try CinderClient(session: inventory.session)
             for disk in disks {
@@ -374,11 +371,7 @@ extension JobPlanner {
             throw RequestRefused(error.description)
         }
         let backupId = job.jobId
-        let repository = self.repository
-        if try await runBlocking({ try repository.isCommitted(backupId) }) {
-            return [.result(JobResult(job: job, status: .accepted, backupId: backupId)),
-                    .result(JobResult(job: job, status: .succeeded, backupId: backupId, details: ["replayed": "true"]))]
-        }
+        if let replayed = try await replayed(job) { return replayed }
         let order = RBDSnapshotOrder(backupId: backupId, cluster: cluster, disks: disks, mode: request.mode, plannedAt: Date().timeIntervalSince1970)
         return [.result(JobResult(job: job, status: .accepted, backupId: backupId,
                                   details: ["cluster": cluster, "images": disks.map { "\($0.pool)/\($0.image)" }.joined(separator: ", ")])),
