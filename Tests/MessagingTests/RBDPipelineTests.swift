@@ -212,12 +212,13 @@ final class RBDPipelineTests: XCTestCase {
     func testClusterRestartMidTransferCompletes() async throws {
         let image = TestCephCluster.uniqueImage("lb-restart")
         images = [image]
-        try await TestCephCluster.edit(image, ["create:320M", "random:0:320M:9"])
+        try await TestCephCluster.edit(image, ["create:512M", "random:0:512M:9"])
         let disks = [RBDDisk(name: "vda", pool: TestCephCluster.pool, image: image)]
         let repositoryPath = directory.appendingPathComponent("repository").path
         _ = try Repository.create(path: repositoryPath)
-        // Small ranges: 160 tasks, so most of them run after the cluster went down.
-        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 2 << 20, cephClusters: try TestCephCluster.clusterFile(in: directory))
+        // One-chunk ranges: 512 tasks, so most of them run after the cluster went down (with
+        // fewer, faster reads could finish the job before the restart takes effect).
+        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 1 << 20, cephClusters: try TestCephCluster.clusterFile(in: directory))
         let publisher = LifeboatPublisher(settings: try TestBroker.settings())
         try await publisher.send(BackupRequest(requestId: "restart-b0", project: "p1", instance: "vm-restart", mode: .full,
                                                source: .rbd(cluster: "ceph-test", disks: disks)))
