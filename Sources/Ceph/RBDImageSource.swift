@@ -5,17 +5,18 @@ import Repository
 /// An RBD image at a snapshot as the repository reads it: the extents come from
 /// `rbd_diff_iterate2` (allocated extents for a full, changed extents since the parent's
 /// snapshot for an incremental), and the bytes from librbd aio reads with several in flight,
-/// handed over in order.
+/// each scattered (`rbd_aio_readv`) straight into the repository's chunk buffers.
 ///
 /// Adjacent pieces are read together up to an object (4 MiB), one op per object where the
 /// extents allow: what RBD serves fastest.
-public final class RBDImageSource: StreamingBlockSource {
+public final class RBDImageSource: PlacingBlockSource {
     public let image: RBDImage
     public let size: UInt64
     /// The snapshot the extents are changes since (the parent backup's); nil: allocated extents.
     public let since: String?
     /// Reads in flight (the notes measured 8–16 as the fastest on one OSD).
     public let readsInFlight: Int
+    public var readSpan: UInt64 { Self.readUnit }
     public private(set) var bytesRead: UInt64 = 0
 
     static let readUnit: UInt64 = 4 << 20
@@ -43,51 +44,55 @@ public final class RBDImageSource: StreamingBlockSource {
         return merged
     }
 
-    public func stream(_ pieces: [Range<UInt64>], into deliver: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws {
+    public func read(_ pieces: [Range<UInt64>], place: (Range<UInt64>) throws -> UnsafeMutableRawBufferPointer,
+                     arrived: (Range<UInt64>) throws -> Void) throws {
         let reads = Self.reads(for: pieces)
-        let buffers = (0..<min(readsInFlight, reads.count)).map { _ in
-            UnsafeMutableRawBufferPointer.allocate(byteCount: Int(Self.readUnit), alignment: 4096)
+        let slots = min(readsInFlight, reads.count)
+        var completions = [rbd_completion_t?](repeating: nil, count: slots)
+        // librbd keeps a pointer to a read's iovecs until it completes.
+        var vectors = [UnsafeMutableBufferPointer<iovec>?](repeating: nil, count: slots)
+        func finish(_ slot: Int) {
+            guard let completion = completions[slot] else { return }
+            rbd_aio_wait_for_complete(completion)
+            rbd_aio_release(completion)
+            completions[slot] = nil
         }
-        var completions = [rbd_completion_t?](repeating: nil, count: buffers.count)
         defer {
-            // Never free a buffer librbd may still write into.
-            for case let completion? in completions {
-                rbd_aio_wait_for_complete(completion)
-                rbd_aio_release(completion)
-            }
-            buffers.forEach { $0.deallocate() }
+            // Never let a read outlive the memory it writes into, nor its iovecs.
+            for slot in 0..<slots { finish(slot) }
+            for case let vector? in vectors { vector.deallocate() }
         }
         func start(_ n: Int) throws {
-            let slot = n % buffers.count
-            let read = reads[n].range
+            let slot = n % slots
+            let read = reads[n]
+            vectors[slot]?.deallocate()
+            let vector = UnsafeMutableBufferPointer<iovec>.allocate(capacity: read.pieces.count)
+            vectors[slot] = vector
+            for (i, piece) in read.pieces.enumerated() {
+                let memory = try place(piece)
+                vector[i] = iovec(iov_base: memory.baseAddress, iov_len: memory.count)
+            }
             var completion: rbd_completion_t?
             try check(rbd_aio_create_completion(nil, nil, &completion), "starting a read of \(image.spec)")
             completions[slot] = completion
-            // As `rbd export` reads: the OSD need not keep what a backup reads once in its cache.
-            try check(rbd_aio_read2(image.image, read.lowerBound, Int(read.count),
-                                    buffers[slot].baseAddress!.assumingMemoryBound(to: CChar.self), completion,
-                                    Int32(LIBRADOS_OP_FLAG_FADVISE_SEQUENTIAL | LIBRADOS_OP_FLAG_FADVISE_NOCACHE)),
-                      "reading \(image.spec) at \(read.lowerBound)")
+            try check(rbd_aio_readv(image.image, vector.baseAddress, Int32(vector.count), read.range.lowerBound, completion),
+                      "reading \(image.spec) at \(read.range.lowerBound)")
         }
-        for n in 0..<min(buffers.count, reads.count) { try start(n) }
+        for n in 0..<slots { try start(n) }
         for n in reads.indices {
-            let slot = n % buffers.count
+            let slot = n % slots
             let read = reads[n]
             guard let completion = completions[slot] else { break }
             rbd_aio_wait_for_complete(completion)
             let got = rbd_aio_get_return_value(completion)
-            rbd_aio_release(completion)
-            completions[slot] = nil
+            finish(slot)
             try check(got, "reading \(image.spec) at \(read.range.lowerBound)")
             guard UInt64(got) == read.range.count else {
                 throw CephError("reading \(image.spec) at \(read.range.lowerBound) (short read: \(got) of \(read.range.count) bytes)", code: -EIO)
             }
             bytesRead += UInt64(got)
-            for piece in read.pieces {
-                let start = Int(piece.lowerBound - read.range.lowerBound)
-                try deliver(piece.lowerBound, UnsafeRawBufferPointer(rebasing: buffers[slot][start..<(start + piece.count)]))
-            }
-            if n + buffers.count < reads.count { try start(n + buffers.count) }
+            for piece in read.pieces { try arrived(piece) }
+            if n + slots < reads.count { try start(n + slots) }
         }
     }
 

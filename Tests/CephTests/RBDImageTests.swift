@@ -50,7 +50,7 @@ final class RBDImageTests: XCTestCase {
         let full = try RBDImageSource(image: RBDImage(pool: pool, name: name, snapshot: "s1", readOnly: true), since: nil, readsInFlight: 4)
         try repository.beginBackup("b1")
         for offset in stride(from: UInt64(0), to: full.size, by: 32 << 20) {
-            try repository.backupRange(streaming: full, extents: .dataElsewhereZero, backup: "b1", disk: "vda", offset: offset, length: 32 << 20)
+            try repository.backupRange(placing: full, extents: .dataElsewhereZero, backup: "b1", disk: "vda", offset: offset, length: 32 << 20)
         }
         try repository.commitBackup("b1", disks: [DiskLayout(name: "vda", size: full.size)])
         XCTAssertLessThan(full.bytesRead, 24 << 20, "only allocated objects are read")
@@ -58,7 +58,7 @@ final class RBDImageTests: XCTestCase {
         let incremental = try RBDImageSource(image: RBDImage(pool: pool, name: name, snapshot: "s2", readOnly: true), since: "s1")
         try repository.beginBackup("b2", parent: "b1")
         for offset in stride(from: UInt64(0), to: incremental.size, by: 32 << 20) {
-            try repository.backupRange(streaming: incremental, extents: .changesSinceParent, backup: "b2", disk: "vda", offset: offset, length: 32 << 20)
+            try repository.backupRange(placing: incremental, extents: .changesSinceParent, backup: "b2", disk: "vda", offset: offset, length: 32 << 20)
         }
         try repository.commitBackup("b2", disks: [DiskLayout(name: "vda", size: incremental.size)])
         // What `rbd diff` lists, nothing else (an object new since s1 counts whole).

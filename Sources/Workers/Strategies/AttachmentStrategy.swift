@@ -166,7 +166,7 @@ extension LibvirtStrategy {
             try transfer(plan, hypervisor: source.hypervisor, domain: source.domain, disk: disk, range: range)
         case .rbd(let spec)?:
             let reader = try RBDImageSource(image: try openAttachedRBD(spec, hypervisor: source.hypervisor), since: nil)
-            try repository.backupRange(streaming: reader, extents: .dataElsewhereZero, backup: plan.backupId, disk: disk.name,
+            try repository.backupRange(placing: reader, extents: .dataElsewhereZero, backup: plan.backupId, disk: disk.name,
                                        offset: range.offset, length: range.length)
             WorkerMetrics.sourceBytes(reader.bytesRead, strategy: "attachment")
         default:

@@ -178,7 +178,7 @@ struct RBDStrategy: Sendable {
             // start from the parent's), read with aio reads in flight.
             let reader = try RBDImageSource(image: frozen, since: image.since, readsInFlight: readsInFlight)
             do {
-                try repository.backupRange(streaming: reader, extents: image.since == nil ? .dataElsewhereZero : .changesSinceParent,
+                try repository.backupRange(placing: reader, extents: image.since == nil ? .dataElsewhereZero : .changesSinceParent,
                                            backup: plan.backupId, disk: disk.name, offset: range.offset, length: range.length)
                 return reader.bytesRead
             } catch let error as CephError where error.isNotFound {
@@ -365,11 +365,24 @@ struct RBDStrategy: Sendable {
                         for key in try image.metadataKeys(prefix: Self.markerPrefix) { try image.removeMetadata(key) }
                     }
                     if !target.overwrite, try pool.imageExists(working) {
-                        try pool.renameImage(working, to: final)
+                        try Self.rename(pool, working, to: final)
                     }
                     return "\(target.pool)/\(final)"
                 }
             }
+        }
+    }
+}
+
+extension RBDStrategy {
+    /// Gives a finished working image its name. The two last range tasks may both ask for
+    /// `restore-finalize`: the run that finds the other already renamed the image is done too.
+    static func rename(_ pool: RadosPool, _ working: String, to final: String) throws {
+        do {
+            try pool.renameImage(working, to: final)
+        } catch {
+            let renamedByTheOther = try (error.code == -EEXIST || error.isNotFound) && !pool.imageExists(working)
+            if !renamedByTheOther { throw error }
         }
     }
 }
