@@ -10,6 +10,8 @@
 #  3. restore of the incremental into a new image next to `rbd import` of the same 4 GiB raw file;
 #  4. a 1 TiB image with 64 MiB written: a full, then an incremental with nothing changed;
 #  5. the worker's peak RSS.
+# For the export, the full, the import and the restore it also records the CPU seconds of the
+# client, the OSD and the worker, and what the shared disk read and wrote.
 # Last line: one JSON object with the figures and
 # "ratios": {"vs_rbd_export": X, "vs_benji": Y, "restore_vs_rbd_import": Z}.
 set -euo pipefail
@@ -48,6 +50,20 @@ EOF
 
 now() { date +%s.%N; }
 seconds() { python3 -c "print(round($2 - $1, 3))"; }
+# What a step cost besides time, so the JSON line shows where the seconds went: CPU seconds of
+# the client (this shell's waited-for children: `rbd`, Benji, the `lifeboat` CLI), of the OSD
+# and of the worker, and MiB read from and written to the disk the OSD and the repository share.
+OSD_PID=$(cat "$LIFEBOAT_RUN_DIR/ceph/run/osd.0.pid")
+DISK=$(df --output=source "$LIFEBOAT_RUN_DIR" | tail -n 1 | sed 's|^/dev/||')
+cpu_of() { [ -n "$1" ] && awk '{ print ($14 + $15 + $16 + $17) / 100 }' "/proc/$1/stat" || echo 0; }
+usage() { echo "$(cpu_of $$) $(cpu_of "$OSD_PID") $(cpu_of "$WORKER") $(awk -v d="$DISK" '$3 == d { print $6, $10; found = 1 } END { if (!found) print 0, 0 }' /proc/diskstats)"; }
+cost() {  # cost BEFORE AFTER: the difference of two `usage` lines as JSON
+    python3 -c 'import json, sys
+a, b = (list(map(float, x.split())) for x in sys.argv[1:3])
+d = [y - x for x, y in zip(a, b)]
+print(json.dumps({"client_cpu_s": round(d[0], 2), "osd_cpu_s": round(d[1], 2), "worker_cpu_s": round(d[2], 2),
+                  "disk_read_mib": int(d[3] / 2048), "disk_written_mib": int(d[4] / 2048)}))' "$1" "$2"
+}
 
 log "a 4 GiB image: 2 GiB of random data in 64 MiB runs, 2 GiB of holes"
 ops=(create:4G)
@@ -56,8 +72,8 @@ edit bench "${ops[@]}" snap:s0
 
 log "1. full: rbd export to /dev/null, Benji 0.17, Lifeboat"
 "${RBD[@]}" export --no-progress volumes/bench@s0 - >/dev/null  # the OSD's caches warmed for everyone
-t0=$(now); "${RBD[@]}" export --no-progress volumes/bench@s0 - >/dev/null; t1=$(now)
-export_s=$(seconds "$t0" "$t1")
+u0=$(usage); t0=$(now); "${RBD[@]}" export --no-progress volumes/bench@s0 - >/dev/null; t1=$(now); u1=$(usage)
+export_s=$(seconds "$t0" "$t1") export_cost=$(cost "$u0" "$u1")
 benji_configure "$LIFEBOAT_RUN_DIR/benji" "$CONF" lifeboat "$LIFEBOAT_TEST_CEPH_KEYRING" >/dev/null
 sync
 t0=$(now); benji_backup_full volumes bench s0 bench >/dev/null; t1=$(now)
@@ -85,8 +101,11 @@ PERF=""
 profile() { [ "${BENCH_PERF:-}" != "$1" ] || { perf record -F 499 -g -p "$WORKER" -o "$LIFEBOAT_RUN_DIR/perf.data" >/dev/null 2>&1 & PERF=$!; sleep 1; }; }
 profiled() { [ -z "$PERF" ] || { kill -INT "$PERF"; wait "$PERF" || true; PERF=""; }; }
 profile full
+u0=$(usage)
 full_s=$(timed_backup bench-full full bench)
+u1=$(usage)
 profiled
+full_cost=$(cost "$u0" "$u1")
 # Of which taking the snapshot (accepted → started): `rbd snap create` itself takes ~1 s on this
 # cluster (most of it the quiesce notification to the image's watchers), which the baselines,
 # reading a snapshot made beforehand, do not pay.
@@ -118,19 +137,25 @@ log "3. restore of the incremental into a new image, next to rbd import of the s
 # The incremental's snapshot is the one Lifeboat keeps (the full's went at its cleanup).
 "${RBD[@]}" export --no-progress volumes/bench@lifeboat-bench-incr "$LIFEBOAT_RUN_DIR/import.raw"
 expected=$(sha256sum <"$LIFEBOAT_RUN_DIR/import.raw" | cut -d' ' -f1)
-cat "$LIFEBOAT_RUN_DIR/import.raw" >/dev/null  # from the page cache, like the repository's chunks
+# Both read from the page cache: the raw file, and the repository's chunks (which a backup
+# drops from the cache once durable). Cold, both would mostly measure this VM's cost of fresh
+# page-cache pages, `rbd import` the most (it reads the holes of the 4 GiB file too).
+cat "$LIFEBOAT_RUN_DIR/import.raw" >/dev/null
+find "$LIFEBOAT_REPOSITORY" -type f -exec cat {} + >/dev/null
 sync
-t0=$(now); "${RBD[@]}" import --no-progress "$LIFEBOAT_RUN_DIR/import.raw" volumes/imported; t1=$(now)
-import_s=$(seconds "$t0" "$t1")
+u0=$(usage); t0=$(now); "${RBD[@]}" import --no-progress "$LIFEBOAT_RUN_DIR/import.raw" volumes/imported; t1=$(now); u1=$(usage)
+import_s=$(seconds "$t0" "$t1") import_cost=$(cost "$u0" "$u1")
 rm -f "$LIFEBOAT_RUN_DIR/import.raw"
 sync
 profile restore
+u0=$(usage)
 t0=$(now)
 "$LIFEBOAT" restore --project bench --backup bench-incr --user bench --to-rbd bench:volumes --image-prefix restored- \
     --follow --json --timeout 3600 >"$LIFEBOAT_RUN_DIR/restore.results"
 t1=$(now)
+u1=$(usage)
 grep -q '"status":"succeeded"' "$LIFEBOAT_RUN_DIR/restore.results" || die "the restore did not succeed"
-restore_s=$(seconds "$t0" "$t1")
+restore_s=$(seconds "$t0" "$t1") restore_cost=$(cost "$u0" "$u1")
 profiled
 [ "$("${RBD[@]}" export --no-progress volumes/restored-bench - | sha256sum | cut -d' ' -f1)" = "$expected" ] ||
     die "the restored image differs from the backed-up snapshot"
@@ -145,20 +170,21 @@ echo "1 TiB: full $huge_full_s s, unchanged incremental $huge_incr_s s"
 rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$WORKER/status")
 
 python3 - "$export_s" "$benji_full_s" "$full_s" "$benji_diff_s" "$incr_s" "$import_s" "$restore_s" "$huge_full_s" "$huge_incr_s" \
-    "$rss_kib" "$RANGE_MIB" "$TRANSFERS" "$snapshot_s" <<'PY'
+    "$rss_kib" "$RANGE_MIB" "$TRANSFERS" "$snapshot_s" "$export_cost" "$full_cost" "$import_cost" "$restore_cost" <<'PY'
 import json, sys
 export_s, benji_full_s, full_s, benji_diff_s, incr_s, import_s, restore_s, huge_full_s, huge_incr_s = map(float, sys.argv[1:10])
 rss_kib, range_mib, transfers = map(int, sys.argv[10:13])
 snapshot_s = float(sys.argv[13])
+export_cost, full_cost, import_cost, restore_cost = map(json.loads, sys.argv[14:18])
 size = 4 << 30
 print(f"rbd export {size / export_s / 1e6:.0f} MB/s, Benji {size / benji_full_s / 1e6:.0f} MB/s, "
       f"Lifeboat full {size / full_s / 1e6:.0f} MB/s of image, restore {size / restore_s / 1e6:.0f} MB/s")
 print(json.dumps({"benchmark": "ceph", "image_gib": 4, "data_gib": 2, "ranges_mib": range_mib, "transfers_at_once": transfers,
-                  "rbd_export": {"seconds": export_s}, "benji_full": {"seconds": benji_full_s},
+                  "rbd_export": {"seconds": export_s, **export_cost}, "benji_full": {"seconds": benji_full_s},
                   "benji_differential": {"seconds": benji_diff_s},
-                  "full": {"seconds": full_s, "snapshot_seconds": snapshot_s, "image_mb_per_s": round(size / full_s / 1e6, 1)},
+                  "full": {"seconds": full_s, "snapshot_seconds": snapshot_s, "image_mb_per_s": round(size / full_s / 1e6, 1), **full_cost},
                   "incremental_1_percent": {"seconds": incr_s},
-                  "rbd_import": {"seconds": import_s}, "restore": {"seconds": restore_s},
+                  "rbd_import": {"seconds": import_s, **import_cost}, "restore": {"seconds": restore_s, **restore_cost},
                   "sparse_1_tib": {"full_seconds": huge_full_s, "unchanged_incremental_seconds": huge_incr_s},
                   "worker_peak_rss_mib": round(rss_kib / 1024, 1),
                   "ratios": {"vs_rbd_export": round(export_s / full_s, 3), "vs_benji": round(benji_full_s / full_s, 3),

@@ -31,9 +31,15 @@ public struct CephClusterDirectory: Sendable {
         public var openstackBackends: [String: String]?
     }
 
-    /// Client timeouts unless the operator sets them: a dead cluster fails a task (which is then
-    /// retried) instead of hanging it past RabbitMQ's consumer timeout.
-    public static let defaultOptions = ["client_mount_timeout": "30", "rados_mon_op_timeout": "30", "rados_osd_op_timeout": "120"]
+    /// Unless the operator sets them: client timeouts, so a dead cluster fails a task (which is
+    /// then retried) instead of hanging it past RabbitMQ's consumer timeout; and librbd writing
+    /// straight from Lifeboat's buffers instead of copying each write first. Zero-copy writes
+    /// are safe here: librbd completes a write only once it holds no reference to the buffer,
+    /// and `RBDAsyncWriter` reuses a buffer only after its completion. They need librbd's
+    /// cache off, which a backup's reads (own readahead, each byte once) and a restore's writes
+    /// (whole objects, flushed at the end) do not miss.
+    public static let defaultOptions = ["client_mount_timeout": "30", "rados_mon_op_timeout": "30", "rados_osd_op_timeout": "120",
+                                        "rbd_cache": "false", "rbd_disable_zero_copy_writes": "false"]
 
     public private(set) var entries: [String: Entry] = [:]
     private let connections = Connections()

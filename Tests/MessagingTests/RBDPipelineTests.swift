@@ -1,3 +1,4 @@
+import Ceph
 import Events
 import Foundation
 import Publisher
@@ -238,6 +239,26 @@ final class RBDPipelineTests: XCTestCase {
         await publisher.shutdown()
         await worker.stop()
         XCTAssertEqual(try restoredDigest(repositoryPath, backup: "restart-b0"), expected)
+    }
+
+    /// The two last range tasks of a restore may both ask for `restore-finalize`: the run that
+    /// finds the image already renamed by the other is done, while a name taken by another image
+    /// still fails the restore.
+    func testAFinalizeRunTwiceRenamesTheImageOnce() async throws {
+        let working = TestCephCluster.uniqueImage("lb-working"), final = TestCephCluster.uniqueImage("lb-final")
+        let other = TestCephCluster.uniqueImage("lb-working")
+        images = [working, final, other]
+        let clusters = try CephClusterDirectory(contentsOf: try TestCephCluster.clusterFile(in: directory))
+        let pool = try clusters.connect("ceph-test").pool(TestCephCluster.pool)
+        try pool.createImage(working, size: 4 << 20)
+        try RBDStrategy.rename(pool, working, to: final)
+        try RBDStrategy.rename(pool, working, to: final)  // the second run: the working image is gone
+        XCTAssertFalse(try pool.imageExists(working))
+        XCTAssertTrue(try pool.imageExists(final))
+        try pool.createImage(other, size: 4 << 20)
+        XCTAssertThrowsError(try RBDStrategy.rename(pool, other, to: final)) { error in
+            XCTAssertEqual((error as? CephError)?.code, -EEXIST)
+        }
     }
 
     /// A keyring with the wrong key: the job fails at once (no retries) saying so, nothing is
