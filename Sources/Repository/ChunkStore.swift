@@ -30,10 +30,30 @@ extension Repository {
     }
 
     /// Fetches and checks chunk `id` of `length` plain bytes into `target` (the codec's plain
-    /// buffer when nil), through the codec's object buffer: no allocation, one copy.
+    /// buffer when nil), through the codec's object buffer: no allocation, one copy. With the
+    /// index's `storedSize` saying the chunk is stored raw (incompressible data, unencrypted),
+    /// not even that: its header is read apart and its bytes straight into the target.
     @discardableResult
-    func loadChunk(_ id: ChunkID, length: Int, codec: ChunkCodec,
+    func loadChunk(_ id: ChunkID, length: Int, storedSize: UInt32? = nil, codec: ChunkCodec,
                    into target: UnsafeMutableRawBufferPointer? = nil) throws(ChunkProblem) -> UnsafeRawBufferPointer {
+        let destination = target ?? codec.plainBuffer
+        let plain = UnsafeMutableRawBufferPointer(rebasing: destination[0..<length])
+        if let storedSize, !sealer.isEncrypted, Int(storedSize) == ChunkCodec.headerSize + length, length <= codec.chunkSize {
+            let header = UnsafeMutableRawBufferPointer(rebasing: codec.objectBuffer[0..<ChunkCodec.headerSize])
+            let whole: Bool
+            do {
+                whole = try backend.get(ObjectNames.chunk(id), into: header, plain)
+            } catch RepositoryError.objectNotFound {
+                throw .missing
+            } catch {
+                throw .unreadable("\(error)")
+            }
+            if whole {
+                try codec.checkRaw(header: UnsafeRawBufferPointer(header), plain: UnsafeRawBufferPointer(plain), id: id, sealer: sealer)
+                return UnsafeRawBufferPointer(plain)
+            }
+            // Not the size the index says: the general path reads it whole and names the problem.
+        }
         let count: Int
         do {
             count = try backend.get(ObjectNames.chunk(id), into: codec.objectBuffer)
@@ -42,9 +62,8 @@ extension Repository {
         } catch {
             throw .unreadable("\(error)")
         }
-        let destination = target ?? codec.plainBuffer
         try codec.decode(UnsafeRawBufferPointer(rebasing: codec.objectBuffer[0..<count]), id: id, length: length, sealer: sealer,
                          into: destination)
-        return UnsafeRawBufferPointer(rebasing: destination[0..<length])
+        return UnsafeRawBufferPointer(plain)
     }
 }

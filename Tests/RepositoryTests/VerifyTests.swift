@@ -63,6 +63,12 @@ final class VerifyTests: XCTestCase {
         let report = try repo.verify()
         XCTAssertEqual(report.damaged.first?.problem, .hashMismatch)
         XCTAssertEqual(report.damaged.first?.offset, UInt64(chunk))
+        // A restore reads a raw chunk's bytes straight into place, and checks them there.
+        XCTAssertThrowsError(try repo.restore(backup: "monday", disk: "vda", to: scratch.file("out"))) { error in
+            guard case .damagedChunk(let damage)? = error as? RepositoryError else { return XCTFail("\(error)") }
+            XCTAssertEqual(damage.problem, .hashMismatch)
+            XCTAssertEqual(damage.offset, UInt64(chunk))
+        }
     }
 
     func testTruncatedChunkIsNamed() throws {

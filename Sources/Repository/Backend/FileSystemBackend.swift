@@ -108,6 +108,14 @@ public struct FileSystemBackend: RepositoryBackend {
         }
     }
 
+    public func get(_ name: String, into head: UnsafeMutableRawBufferPointer, _ body: UnsafeMutableRawBufferPointer) throws -> Bool {
+        try reading(name) { fd, size, path in
+            guard size == head.count + body.count else { return false }
+            return try POSIX.preadFull(fd, head, at: 0, path: path) == head.count
+                && POSIX.preadFull(fd, body, at: UInt64(head.count), path: path) == body.count
+        }
+    }
+
     /// Opens object `name` for `body` with its size; absent → `objectNotFound`.
     private func reading<T>(_ name: String, _ body: (Int32, Int, String) throws -> T) throws -> T {
         let p = path(name)

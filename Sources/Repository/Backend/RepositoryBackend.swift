@@ -34,6 +34,11 @@ public protocol RepositoryBackend: Sendable {
     /// it does not fit.
     func get(_ name: String, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 
+    /// An object of exactly `head.count + body.count` bytes split into the two buffers, for a
+    /// caller that knows its layout (a raw chunk: its payload lands where it is wanted, without
+    /// a copy). Returns false, with the buffers' contents undefined, when the object has another
+    /// size; throws `objectNotFound` when absent.
+    func get(_ name: String, into head: UnsafeMutableRawBufferPointer, _ body: UnsafeMutableRawBufferPointer) throws -> Bool
     /// Size and mtime of one object, or nil when absent.
     func info(_ name: String) throws -> ObjectInfo?
 
@@ -87,6 +92,17 @@ extension RepositoryBackend {
 
     public func put(_ name: String, _ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try put(name, $0) }
+    }
+
+    /// Backends without a cheaper way read the whole object and copy it.
+    public func get(_ name: String, into head: UnsafeMutableRawBufferPointer, _ body: UnsafeMutableRawBufferPointer) throws -> Bool {
+        let bytes = try get(name)
+        guard bytes.count == head.count + body.count else { return false }
+        bytes.withUnsafeBytes { all in
+            head.copyMemory(from: UnsafeRawBufferPointer(rebasing: all[0..<head.count]))
+            body.copyMemory(from: UnsafeRawBufferPointer(rebasing: all[head.count...]))
+        }
+        return true
     }
 
     /// Backends without a cheaper way store at once: publishing is then a no-op.

@@ -9,7 +9,7 @@ import Foundation
 /// raw (incompressible data) and 1 is a zstd frame. Sealing is AES-256-GCM with the chunk id
 /// as associated data when the repository is encrypted, identity otherwise.
 final class ChunkCodec {
-    private static let headerSize = 5
+    static let headerSize = 5
     private static let raw: UInt8 = 0
     private static let zstd: UInt8 = 1
 
@@ -114,6 +114,16 @@ final class ChunkCodec {
         }
         if let problem { throw problem }
         guard Self.id(of: UnsafeRawBufferPointer(plain), sealer: sealer) == id else { throw .hashMismatch }
+    }
+
+    /// Checks a raw chunk whose header and payload were read apart (the payload straight into
+    /// place): the header must say raw and `plain.count` bytes, the bytes must be chunk `id`.
+    func checkRaw(header: UnsafeRawBufferPointer, plain: UnsafeRawBufferPointer, id: ChunkID,
+                  sealer: ObjectSealer) throws(ChunkProblem) {
+        guard header.count == Self.headerSize, header[0] == Self.raw else { throw .unreadable("not a raw chunk") }
+        let stated = Int(UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 1, as: UInt32.self)))
+        guard stated == plain.count else { throw .lengthMismatch(expected: plain.count, actual: stated) }
+        guard Self.id(of: plain, sealer: sealer) == id else { throw .hashMismatch }
     }
 
     /// `[encoding][plain length][payload]` into `plain` (exactly the stated length).

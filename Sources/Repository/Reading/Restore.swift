@@ -48,7 +48,7 @@ extension Repository {
             let id = index.entries[i].id
             let plain: UnsafeRawBufferPointer
             do throws(ChunkProblem) {
-                plain = try loadChunk(id, length: index.length(of: i), codec: codec)
+                plain = try loadChunk(id, length: index.length(of: i), storedSize: index.entries[i].storedSize, codec: codec)
             } catch {
                 throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
                                                                 offset: index.offset(of: i), problem: error))
@@ -120,7 +120,8 @@ extension Repository {
                 let i = batch[n]
                 let id = index.entries[i].id
                 do throws(ChunkProblem) {
-                    try loadChunk(id, length: index.length(of: i), codec: lease.codec, into: set[n].bytes)
+                    try loadChunk(id, length: index.length(of: i), storedSize: index.entries[i].storedSize, codec: lease.codec,
+                                  into: set[n].bytes)
                 } catch {
                     throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
                                                                     offset: index.offset(of: i), problem: error))

@@ -176,7 +176,7 @@ extension Repository {
         }
         let id = parent.entries[position].id
         do throws(ChunkProblem) {
-            try loadChunk(id, length: count, codec: codec, into: target)
+            try loadChunk(id, length: count, storedSize: parent.entries[position].storedSize, codec: codec, into: target)
         } catch {
             throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk, offset: chunkOffset, problem: error))
         }
