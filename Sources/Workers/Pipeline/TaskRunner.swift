@@ -178,8 +178,12 @@ public final class TaskRunner: Sendable {
             do {
                 return try repository.commitBackup(plan.backupId, disks: plan.disks.map { DiskLayout(name: $0.name, size: $0.size) },
                                                    metadata: metadata)
-            } catch RepositoryError.backupNotBegun {
-                throw JobAbandoned()
+            } catch let error as RepositoryError {
+                // The two last transfers may both ask for the finalize: the other run may have
+                // committed the backup (and removed its staging) meanwhile.
+                if try repository.isCommitted(plan.backupId) { return try repository.manifest(plan.backupId) }
+                if case .backupNotBegun = error { throw JobAbandoned() }
+                throw error
             }
         }
         if plan.libvirt != nil || plan.rbd != nil || plan.attachment != nil {
