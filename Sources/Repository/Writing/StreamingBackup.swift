@@ -22,8 +22,8 @@ public protocol StreamingBlockSource: SequentialBlockSource {
 }
 
 /// A sequential source that reads straight into memory the repository names (librbd's
-/// scattered reads): the chunk buffers fill without a copy through a read buffer, at memory
-/// speed a tenth of a backup's CPU.
+/// scattered reads): the chunk buffers fill without a copy through a read buffer (a copy of
+/// every byte, 4 % of the worker's CPU in a profile of an RBD full).
 public protocol PlacingBlockSource: SequentialBlockSource {
     /// Reads at once, and the most bytes one read spans: with the chunk size, they bound the
     /// chunk buffers the repository must have ready.
