@@ -137,13 +137,16 @@ final class LibvirtFaultTests: XCTestCase {
         try await publisher.send(BackupRequest(requestId: "\(domain)-b2", project: "p1", instance: domain, mode: .full, source: source))
         _ = try await results(of: "\(domain)-b2") { $0.status == .progress }
         try await publisher.send(CancelRequest(requestId: "cancel-\(domain)", jobId: "\(domain)-b2", project: "p1"))
+        // The rollback deletes the checkpoint, then the scratch copy: wait for both.
         var left = try await checkpoints()
-        for _ in 0..<40 where left != ["lifeboat-\(domain)-b1"] {
+        var scratch = try TestHypervisors.overlays(domain, on: hosts[0])
+        for _ in 0..<40 where left != ["lifeboat-\(domain)-b1"] || !scratch.isEmpty {
             try await Task.sleep(for: .seconds(0.5))
             left = try await checkpoints()
+            scratch = try TestHypervisors.overlays(domain, on: hosts[0])
         }
         XCTAssertEqual(left, ["lifeboat-\(domain)-b1"], "the cancelled backup's checkpoint is gone")
-        XCTAssertEqual(try TestHypervisors.overlays(domain, on: hosts[0]), [], "no scratch copy is left")
+        XCTAssertEqual(scratch, [], "no scratch copy is left")
 
         // The write made before the cancelled backup is in the next incremental from b1.
         try await publisher.send(BackupRequest(requestId: "\(domain)-b3", project: "p1", instance: domain, mode: .incremental, source: source))
