@@ -10,6 +10,8 @@
 #  3. restore of the incremental into a new image next to `rbd import` of the same 4 GiB raw file;
 #  4. a 1 TiB image with 64 MiB written: a full, then an incremental with nothing changed;
 #  5. the worker's peak RSS.
+# Beside them, the floor of the disk the OSD and the repository share: the seconds `dd` takes
+# to read 2 GiB and write 2 GiB at once with direct 4 MiB I/O, the traffic a full makes.
 # For the export, the full, the import and the restore it also records the CPU seconds of the
 # client, the OSD and the worker, and what the shared disk read and wrote.
 # Last line: one JSON object with the figures and
@@ -31,7 +33,8 @@ cleanup() {
     [ -z "$WORKER" ] || { kill -TERM "$WORKER" 2>/dev/null || true; wait "$WORKER" 2>/dev/null || true; }
     scripts/ceph.sh stop >/dev/null || true
     scripts/broker.sh stop >/dev/null
-    rm -rf "$LIFEBOAT_RUN_DIR/repository" "$LIFEBOAT_RUN_DIR/benji" "$LIFEBOAT_RUN_DIR/import.raw" "$LIFEBOAT_RUN_DIR/ceph"
+    rm -rf "$LIFEBOAT_RUN_DIR/repository" "$LIFEBOAT_RUN_DIR/benji" "$LIFEBOAT_RUN_DIR/import.raw" "$LIFEBOAT_RUN_DIR/ceph" \
+        "$LIFEBOAT_RUN_DIR"/floor-*.bin
 }
 trap cleanup EXIT
 eval "$(scripts/ceph.sh env)"
@@ -79,6 +82,19 @@ sync
 t0=$(now); benji_backup_full volumes bench s0 bench >/dev/null; t1=$(now)
 benji_full_s=$(seconds "$t0" "$t1")
 echo "rbd export: $export_s s, Benji full: $benji_full_s s"
+
+# The disk's floor for a full's traffic: 2 GiB read while 2 GiB are written, direct I/O.
+dd if=/dev/zero of="$LIFEBOAT_RUN_DIR/floor-read.bin" bs=4M count=512 oflag=direct status=none
+sync
+t0=$(now)
+dd if="$LIFEBOAT_RUN_DIR/floor-read.bin" of=/dev/null bs=4M iflag=direct status=none &
+dd if=/dev/zero of="$LIFEBOAT_RUN_DIR/floor-write.bin" bs=4M count=512 oflag=direct status=none
+wait $!
+t1=$(now)
+floor_s=$(seconds "$t0" "$t1")
+rm -f "$LIFEBOAT_RUN_DIR"/floor-*.bin
+sync
+echo "the disk reading 2 GiB while writing 2 GiB: $floor_s s"
 
 rm -rf "$LIFEBOAT_REPOSITORY"
 "$LIFEBOAT" repo init --repo "$LIFEBOAT_REPOSITORY" >/dev/null
@@ -170,16 +186,19 @@ echo "1 TiB: full $huge_full_s s, unchanged incremental $huge_incr_s s"
 rss_kib=$(awk '/VmHWM/ { print $2 }' "/proc/$WORKER/status")
 
 python3 - "$export_s" "$benji_full_s" "$full_s" "$benji_diff_s" "$incr_s" "$import_s" "$restore_s" "$huge_full_s" "$huge_incr_s" \
-    "$rss_kib" "$RANGE_MIB" "$TRANSFERS" "$snapshot_s" "$export_cost" "$full_cost" "$import_cost" "$restore_cost" <<'PY'
+    "$rss_kib" "$RANGE_MIB" "$TRANSFERS" "$snapshot_s" "$export_cost" "$full_cost" "$import_cost" "$restore_cost" \
+    "$floor_s" <<'PY'
 import json, sys
 export_s, benji_full_s, full_s, benji_diff_s, incr_s, import_s, restore_s, huge_full_s, huge_incr_s = map(float, sys.argv[1:10])
 rss_kib, range_mib, transfers = map(int, sys.argv[10:13])
 snapshot_s = float(sys.argv[13])
 export_cost, full_cost, import_cost, restore_cost = map(json.loads, sys.argv[14:18])
+floor_s = float(sys.argv[18])
 size = 4 << 30
 print(f"rbd export {size / export_s / 1e6:.0f} MB/s, Benji {size / benji_full_s / 1e6:.0f} MB/s, "
       f"Lifeboat full {size / full_s / 1e6:.0f} MB/s of image, restore {size / restore_s / 1e6:.0f} MB/s")
 print(json.dumps({"benchmark": "ceph", "image_gib": 4, "data_gib": 2, "ranges_mib": range_mib, "transfers_at_once": transfers,
+                  "disk_read_and_write_2_gib_seconds": floor_s,
                   "rbd_export": {"seconds": export_s, **export_cost}, "benji_full": {"seconds": benji_full_s},
                   "benji_differential": {"seconds": benji_diff_s},
                   "full": {"seconds": full_s, "snapshot_seconds": snapshot_s, "image_mb_per_s": round(size / full_s / 1e6, 1), **full_cost},
@@ -190,5 +209,6 @@ print(json.dumps({"benchmark": "ceph", "image_gib": 4, "data_gib": 2, "ranges_mi
                   "ratios": {"vs_rbd_export": round(export_s / full_s, 3), "vs_benji": round(benji_full_s / full_s, 3),
                              "restore_vs_rbd_import": round(import_s / restore_s, 3),
                              "incremental_vs_benji_differential": round(benji_diff_s / incr_s, 3),
-                             "full_after_snapshot_vs_rbd_export": round(export_s / (full_s - snapshot_s), 3)}}))
+                             "full_after_snapshot_vs_rbd_export": round(export_s / (full_s - snapshot_s), 3),
+                             "full_after_snapshot_vs_disk_floor": round(floor_s / (full_s - snapshot_s), 3)}}))
 PY
