@@ -29,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CRBD", providers: [.apt(["librbd-dev", "librados-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
 
         // The vocabulary: every message Lifeboat reads or writes. Foundation only.
         .target(name: "Events"),
@@ -54,7 +55,7 @@ let package = Package(
         .target(name: "Compression", dependencies: ["CZstd"]),
         // Where backups live: chunk store, indexes, manifests.
         .target(name: "Repository", dependencies: [
-            "Compression",
+            "Compression", "CXXHash",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // The libvirt strategy's hypervisor side: virsh and qemu-img over SSH, domain XML,

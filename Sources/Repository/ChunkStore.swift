@@ -13,9 +13,10 @@ extension Repository {
                     deferred: Bool = false) throws -> (entry: IndexEntry, isNew: Bool, staged: StagedObject?) {
         if ChunkCodec.isZero(data) { return (.zero, false, nil) }
         let id = ChunkCodec.id(of: data, sealer: sealer)
+        let check = ChunkCodec.check(of: data)
         let name = ObjectNames.chunk(id)
         if let existing = try backend.touch(name) {
-            return (IndexEntry(id: id, storedSize: UInt32(existing.size)), false, nil)
+            return (IndexEntry(id: id, storedSize: UInt32(existing.size), check: check), false, nil)
         }
         var staged: StagedObject?
         let stored = try codec.encode(data, id: id, sealer: sealer) { object in
@@ -26,19 +27,23 @@ extension Repository {
             }
             return object.count
         }
-        return (IndexEntry(id: id, storedSize: UInt32(stored)), true, staged)
+        return (IndexEntry(id: id, storedSize: UInt32(stored), check: check), true, staged)
     }
 
-    /// Fetches and checks chunk `id` of `length` plain bytes into `target` (the codec's plain
-    /// buffer when nil), through the codec's object buffer: no allocation, one copy. With the
-    /// index's `storedSize` saying the chunk is stored raw (incompressible data, unencrypted),
-    /// not even that: its header is read apart and its bytes straight into the target.
+    /// Fetches and checks the chunk of index entry `entry`, of `length` plain bytes, into
+    /// `target` (the codec's plain buffer when nil), through the codec's object buffer: no
+    /// allocation, one copy. With the entry's `storedSize` saying the chunk is stored raw
+    /// (incompressible data, unencrypted), not even that: its header is read apart and its
+    /// bytes straight into the target. Checked against the entry's `check` when it has one,
+    /// else against its id; `verify` passes an entry without (`IndexEntry(id:storedSize: 0)`)
+    /// to re-hash the chunk.
     @discardableResult
-    func loadChunk(_ id: ChunkID, length: Int, storedSize: UInt32? = nil, codec: ChunkCodec,
+    func loadChunk(_ entry: IndexEntry, length: Int, codec: ChunkCodec,
                    into target: UnsafeMutableRawBufferPointer? = nil) throws(ChunkProblem) -> UnsafeRawBufferPointer {
+        let id = entry.id
         let destination = target ?? codec.plainBuffer
         let plain = UnsafeMutableRawBufferPointer(rebasing: destination[0..<length])
-        if let storedSize, !sealer.isEncrypted, Int(storedSize) == ChunkCodec.headerSize + length, length <= codec.chunkSize {
+        if !sealer.isEncrypted, Int(entry.storedSize) == ChunkCodec.headerSize + length, length <= codec.chunkSize {
             let header = UnsafeMutableRawBufferPointer(rebasing: codec.objectBuffer[0..<ChunkCodec.headerSize])
             let whole: Bool
             do {
@@ -49,7 +54,8 @@ extension Repository {
                 throw .unreadable("\(error)")
             }
             if whole {
-                try codec.checkRaw(header: UnsafeRawBufferPointer(header), plain: UnsafeRawBufferPointer(plain), id: id, sealer: sealer)
+                try codec.checkRaw(header: UnsafeRawBufferPointer(header), plain: UnsafeRawBufferPointer(plain), id: id,
+                                   check: entry.check, sealer: sealer)
                 return UnsafeRawBufferPointer(plain)
             }
             // Not the size the index says: the general path reads it whole and names the problem.
@@ -62,8 +68,8 @@ extension Repository {
         } catch {
             throw .unreadable("\(error)")
         }
-        try codec.decode(UnsafeRawBufferPointer(rebasing: codec.objectBuffer[0..<count]), id: id, length: length, sealer: sealer,
-                         into: destination)
+        try codec.decode(UnsafeRawBufferPointer(rebasing: codec.objectBuffer[0..<count]), id: id, check: entry.check, length: length,
+                         sealer: sealer, into: destination)
         return UnsafeRawBufferPointer(plain)
     }
 }

@@ -71,6 +71,9 @@ public enum ChunkProblem: Error, Equatable, Sendable, CustomStringConvertible {
     /// Decryption failed: the object was altered or belongs to another key.
     case authenticationFailed
     case hashMismatch
+    /// The chunk matches its id, but not the checksum an index recorded for it (so restores of
+    /// that backup fail): the index is wrong, not the chunk.
+    case checksumMismatch
     case lengthMismatch(expected: Int, actual: Int)
 
     public var description: String {
@@ -78,7 +81,8 @@ public enum ChunkProblem: Error, Equatable, Sendable, CustomStringConvertible {
         case .missing: "missing"
         case .unreadable(let r): "unreadable (\(r))"
         case .authenticationFailed: "authentication failed"
-        case .hashMismatch: "content does not match its id"
+        case .hashMismatch: "content does not match its hash"
+        case .checksumMismatch: "content does not match the checksum the backup recorded"
         case .lengthMismatch(let e, let a): "holds \(a) bytes, expected \(e)"
         }
     }

@@ -40,7 +40,7 @@ apt_install() {
 }
 
 # What building Lifeboat needs: the C libraries it binds (with their headers).
-BUILD_PACKAGES=(pkg-config librabbitmq-dev libssh2-1-dev libcurl4-openssl-dev libzstd-dev librbd-dev librados-dev libxml2)
+BUILD_PACKAGES=(pkg-config librabbitmq-dev libssh2-1-dev libcurl4-openssl-dev libzstd-dev libxxhash-dev librbd-dev librados-dev libxml2)
 # What its tests and demos start or talk to.
 TEST_PACKAGES=(rabbitmq-server amqp-tools openssl python3 python3-pika python3-jsonschema python3-yaml qemu-utils
                openssh-server openssh-client libvirt-daemon-system libvirt-clients qemu-system-x86 iproute2)

@@ -30,11 +30,21 @@ struct ByteReader {
     var isAtEnd: Bool { position == bytes.count }
 
     mutating func expect(_ magic: String) throws {
-        let m = Array(magic.utf8)
-        guard bytes.count >= position + m.count, Array(bytes[position..<position + m.count]) == m else {
-            throw corrupt("bad magic, expected \(magic)")
+        try expect(magic, or: magic)
+    }
+
+    /// One of two magics (a format's current version and the older one it still reads);
+    /// returns the one found.
+    @discardableResult
+    mutating func expect(_ current: String, or older: String) throws -> String {
+        for magic in [current, older] {
+            let m = Array(magic.utf8)
+            if bytes.count >= position + m.count, Array(bytes[position..<position + m.count]) == m {
+                position += m.count
+                return magic
+            }
         }
-        position += m.count
+        throw corrupt("bad magic, expected \(current)")
     }
 
     mutating func read<T: FixedWidthInteger>(_: T.Type) throws -> T {

@@ -1,5 +1,6 @@
 import Compression
 import Crypto
+import CXXHash
 import Foundation
 
 /// Turns chunk content into a stored object and back, with the per-thread state that makes
@@ -54,6 +55,22 @@ final class ChunkCodec {
         return ChunkID(digest: SHA256.hash(data: data))
     }
 
+    /// The fast checksum an index entry records (`IndexEntry.check`): XXH3-64 of the plain chunk.
+    static func check(of data: UnsafeRawBufferPointer) -> UInt64 {
+        XXH3_64bits(data.baseAddress, data.count)
+    }
+
+    /// What is wrong with `plain` as the chunk expected, if anything: checked by the checksum
+    /// the backup recorded when there is one (restores), else by re-hashing it into its id
+    /// (`verify`, old indexes). Only when the checksum differs is the id re-hashed too, to tell
+    /// a damaged chunk from a wrong record.
+    static func problem(with plain: UnsafeRawBufferPointer, id: ChunkID, check expected: UInt64,
+                        sealer: ObjectSealer) -> ChunkProblem? {
+        if expected != 0, check(of: plain) == expected { return nil }
+        let intact = Self.id(of: plain, sealer: sealer) == id
+        return intact ? (expected != 0 ? .checksumMismatch : nil) : .hashMismatch
+    }
+
     /// Builds the stored object for `data` and passes it to `body` (valid only during the call).
     func encode<R>(_ data: UnsafeRawBufferPointer, id: ChunkID, sealer: ObjectSealer,
                    _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
@@ -94,9 +111,9 @@ final class ChunkCodec {
     }
 
     /// Decodes a stored object into the start of `target`, checking it is exactly the chunk `id`
-    /// of `length` bytes: one copy (or one decompression) from the object to the target, and
-    /// the hash over the result.
-    func decode(_ object: UnsafeRawBufferPointer, id: ChunkID, length: Int, sealer: ObjectSealer,
+    /// of `length` bytes (by `check` when not 0, see `problem(with:)`): one copy (or one
+    /// decompression) from the object to the target, and the hash over the result.
+    func decode(_ object: UnsafeRawBufferPointer, id: ChunkID, check: UInt64, length: Int, sealer: ObjectSealer,
                 into target: UnsafeMutableRawBufferPointer) throws(ChunkProblem) {
         guard length <= chunkSize, length <= target.count else { throw .unreadable("chunk longer than the chunk size") }
         let plain = UnsafeMutableRawBufferPointer(rebasing: target[0..<length])
@@ -112,18 +129,19 @@ final class ChunkCodec {
         } else {
             problem = decodeContainer(object, length: length, into: plain)
         }
-        if let problem { throw problem }
-        guard Self.id(of: UnsafeRawBufferPointer(plain), sealer: sealer) == id else { throw .hashMismatch }
+        if let problem = problem ?? Self.problem(with: UnsafeRawBufferPointer(plain), id: id, check: check, sealer: sealer) {
+            throw problem
+        }
     }
 
     /// Checks a raw chunk whose header and payload were read apart (the payload straight into
     /// place): the header must say raw and `plain.count` bytes, the bytes must be chunk `id`.
-    func checkRaw(header: UnsafeRawBufferPointer, plain: UnsafeRawBufferPointer, id: ChunkID,
+    func checkRaw(header: UnsafeRawBufferPointer, plain: UnsafeRawBufferPointer, id: ChunkID, check: UInt64,
                   sealer: ObjectSealer) throws(ChunkProblem) {
         guard header.count == Self.headerSize, header[0] == Self.raw else { throw .unreadable("not a raw chunk") }
         let stated = Int(UInt32(littleEndian: header.loadUnaligned(fromByteOffset: 1, as: UInt32.self)))
         guard stated == plain.count else { throw .lengthMismatch(expected: plain.count, actual: stated) }
-        guard Self.id(of: plain, sealer: sealer) == id else { throw .hashMismatch }
+        if let problem = Self.problem(with: plain, id: id, check: check, sealer: sealer) { throw problem }
     }
 
     /// `[encoding][plain length][payload]` into `plain` (exactly the stated length).

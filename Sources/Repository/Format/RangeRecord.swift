@@ -17,8 +17,11 @@ struct RangeRecord: Equatable, Sendable {
     let length: UInt64
     var entries: [RangeEntry]
 
-    static let magic = "LBRR0001"
-    private static let entrySize = 8 + ChunkID.byteCount + 4 + 4 + 1
+    /// Version 2 added each entry's `check`; version 1 records (from a worker of before) are
+    /// still read.
+    static let magic = "LBRR0002"
+    static let magicWithoutChecks = "LBRR0001"
+    private static let entrySize = 8 + ChunkID.byteCount + 4 + 8 + 4 + 1
 
     func encoded() -> [UInt8] {
         var w = ByteWriter(capacity: 40 + entries.count * Self.entrySize)
@@ -31,6 +34,7 @@ struct RangeRecord: Equatable, Sendable {
             w.append(UInt64(e.position))
             w.append(e.entry.id)
             w.append(e.entry.storedSize)
+            w.append(e.entry.check)
             w.append(UInt32(e.length))
             w.append(UInt8(e.isNew ? 1 : 0))
         }
@@ -39,20 +43,21 @@ struct RangeRecord: Equatable, Sendable {
 
     static func decode(_ bytes: [UInt8], name: String) throws -> RangeRecord {
         var r = ByteReader(bytes, name: name)
-        try r.expect(magic)
+        let withChecks = try r.expect(magic, or: magicWithoutChecks) == magic
         let chunkSize = Int(try r.read(UInt32.self))
         let offset = try r.read(UInt64.self)
         let length = try r.read(UInt64.self)
-        let count = try r.check(count: try r.read(UInt64.self), entrySize: entrySize)
+        let count = try r.check(count: try r.read(UInt64.self), entrySize: withChecks ? entrySize : entrySize - 8)
         var entries: [RangeEntry] = []
         entries.reserveCapacity(count)
         for _ in 0..<count {
             let position = Int(try r.read(UInt64.self))
             let id = try r.readID()
             let stored = try r.read(UInt32.self)
+            let check = withChecks ? try r.read(UInt64.self) : 0
             let length = Int(try r.read(UInt32.self))
             let isNew = try r.read(UInt8.self) != 0
-            entries.append(RangeEntry(position: position, entry: IndexEntry(id: id, storedSize: stored),
+            entries.append(RangeEntry(position: position, entry: IndexEntry(id: id, storedSize: stored, check: check),
                                       length: length, isNew: isNew))
         }
         return RangeRecord(chunkSize: chunkSize, offset: offset, length: length, entries: entries)

@@ -45,12 +45,12 @@ extension Repository {
         try Parallel.forEach(count: positions.count, threads: threads > 0 ? threads : Parallel.defaultThreads,
                              makeState: { self.makeCodec() }) { n, codec in
             let i = positions[n]
-            let id = index.entries[i].id
+            let entry = index.entries[i]
             let plain: UnsafeRawBufferPointer
             do throws(ChunkProblem) {
-                plain = try loadChunk(id, length: index.length(of: i), storedSize: index.entries[i].storedSize, codec: codec)
+                plain = try loadChunk(entry, length: index.length(of: i), codec: codec)
             } catch {
-                throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
+                throw RepositoryError.damagedChunk(DamagedChunk(chunk: entry.id, backup: backup, disk: disk,
                                                                 offset: index.offset(of: i), problem: error))
             }
             try POSIX.pwriteAll(fd, plain, at: index.offset(of: i), path: path)
@@ -118,12 +118,11 @@ extension Repository {
         @Sendable func decode(_ batch: [Int], into set: [ReadBuffer]) throws {
             try Parallel.forEach(count: batch.count, threads: workers, makeState: { codecs.lease() }) { n, lease in
                 let i = batch[n]
-                let id = index.entries[i].id
+                let entry = index.entries[i]
                 do throws(ChunkProblem) {
-                    try loadChunk(id, length: index.length(of: i), storedSize: index.entries[i].storedSize, codec: lease.codec,
-                                  into: set[n].bytes)
+                    try loadChunk(entry, length: index.length(of: i), codec: lease.codec, into: set[n].bytes)
                 } catch {
-                    throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk,
+                    throw RepositoryError.damagedChunk(DamagedChunk(chunk: entry.id, backup: backup, disk: disk,
                                                                     offset: index.offset(of: i), problem: error))
                 }
             }

@@ -174,11 +174,11 @@ extension Repository {
             target.initializeMemory(as: UInt8.self, repeating: 0)
             return
         }
-        let id = parent.entries[position].id
+        let entry = parent.entries[position]
         do throws(ChunkProblem) {
-            try loadChunk(id, length: count, storedSize: parent.entries[position].storedSize, codec: codec, into: target)
+            try loadChunk(entry, length: count, codec: codec, into: target)
         } catch {
-            throw RepositoryError.damagedChunk(DamagedChunk(chunk: id, backup: backup, disk: disk, offset: chunkOffset, problem: error))
+            throw RepositoryError.damagedChunk(DamagedChunk(chunk: entry.id, backup: backup, disk: disk, offset: chunkOffset, problem: error))
         }
     }
 }
