@@ -117,8 +117,8 @@ final class RBDPipelineTests: XCTestCase {
         return try await LifeboatQueues.results(of: id, until: .succeeded)
     }
 
-    /// A full and two incrementals of a two-disk instance with writes (and a discard) between
-    /// them, then an incremental with nothing changed: every restore point, restored into new
+    /// A full (reading only the allocated ranges) and two incrementals of a two-disk instance
+    /// with writes (and a discard) between them, then an incremental with nothing changed: every restore point, restored into new
     /// images by the worker, equals `rbd export` of its snapshot; one kept snapshot per image,
     /// the operator's own snapshot untouched; the unchanged incremental reads nothing.
     func testFullAndIncrementalsEqualTheExportedSnapshots() async throws {
@@ -139,7 +139,13 @@ final class RBDPipelineTests: XCTestCase {
             XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
             let started = outcome.first { $0.status == .started }?.details ?? [:]
             XCTAssertEqual(started["parent"], step == 0 ? "none" : "rbd-b\(step - 1)", LifeboatQueues.summary(outcome))
-            if step == 0 { XCTAssertEqual(started["fallback"], "full: no earlier backup of this instance") }
+            if step == 0 {
+                XCTAssertEqual(started["fallback"], "full: no earlier backup of this instance")
+                // The full reads only the ranges with allocated objects; the holes between them
+                // are committed as zeros (the restores below check they are).
+                let read = Set(outcome.compactMap { $0.task?.kind == .transfer ? $0.task?.taskId.components(separatedBy: ".transfer.").last : nil })
+                XCTAssertEqual(read, ["vda.0", "vda.\(32 << 20)", "vda.\(80 << 20)", "vdb.0"], LifeboatQueues.summary(outcome))
+            }
             digests[id] = [:]
             for (disk, image) in [("vda", root), ("vdb", data)] {
                 digests[id]?[disk] = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/\(image)@lifeboat-\(id)")

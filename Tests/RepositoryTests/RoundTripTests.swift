@@ -162,6 +162,36 @@ final class RoundTripTests: XCTestCase {
         XCTAssertEqual(try repo.listBackups().count, 0)
     }
 
+    /// A full that read only a sparse image's allocated ranges names the rest as zero ranges:
+    /// they restore as zeros; a range neither written nor named is still missing.
+    func testZeroRangesFillTheUnwrittenRestOfAFull() throws {
+        var rng = SeededBytes(seed: 9)
+        let data = rng.bytes(2 * chunk)
+        let size = UInt64(7 * chunk + 100)  // a short last chunk
+        try repo.beginBackup("b")
+        let writer = try repo.rangeWriter(backup: "b", disk: "vda", offset: UInt64(2 * chunk), length: UInt64(2 * chunk))
+        try data.withUnsafeBytes { buf in
+            try writer.write(at: UInt64(2 * chunk), UnsafeRawBufferPointer(rebasing: buf[0..<chunk]))
+            try writer.write(at: UInt64(3 * chunk), UnsafeRawBufferPointer(rebasing: buf[chunk...]))
+        }
+        try writer.finish()
+
+        let before = UInt64(0)..<UInt64(2 * chunk), after = UInt64(4 * chunk)..<size
+        XCTAssertThrowsError(try repo.commitBackup("b", disks: [DiskLayout(name: "vda", size: size, zeroRanges: [before])])) { error in
+            XCTAssertEqual(error as? RepositoryError,
+                           .incompleteDisk(backup: "b", disk: "vda", missingOffsets: (4...7).map { UInt64($0 * chunk) }))
+        }
+        XCTAssertThrowsError(try repo.commitBackup("b", disks: [DiskLayout(name: "vda", size: size, zeroRanges: [before, UInt64(4 * chunk + 1)..<size])])) { error in
+            guard case .misalignedChunk? = error as? RepositoryError else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(try repo.listBackups().count, 0)
+
+        let manifest = try repo.commitBackup("b", disks: [DiskLayout(name: "vda", size: size, zeroRanges: [before, after])])
+        XCTAssertEqual(manifest.disks.first?.zeroChunks, 6)
+        XCTAssertEqual(try restored(repo, backup: "b", scratch: scratch),
+                       [UInt8](repeating: 0, count: 2 * chunk) + data + [UInt8](repeating: 0, count: Int(size) - 4 * chunk))
+    }
+
     func testMisalignedWritesAreRejected() throws {
         try repo.beginBackup("b")
         let writer = try repo.rangeWriter(backup: "b", disk: "vda", offset: 0, length: UInt64(4 * chunk))

@@ -4,10 +4,15 @@ import Foundation
 public struct DiskLayout: Sendable, Equatable {
     public let name: String
     public let size: UInt64
+    /// Ranges the backup knows hold only zeros and wrote no range records for (a full that read
+    /// only a sparse image's allocated ranges): the commit records zero chunks there. Each must
+    /// start on a chunk boundary and end on one or at the disk's end.
+    public let zeroRanges: [Range<UInt64>]
 
-    public init(name: String, size: UInt64) {
+    public init(name: String, size: UInt64, zeroRanges: [Range<UInt64>] = []) {
         self.name = name
         self.size = size
+        self.zeroRanges = zeroRanges
     }
 }
 
@@ -104,6 +109,16 @@ extension Repository {
                 }
                 slots[e.position] = e.entry
                 if e.isNew { newChunks[e.entry.id] = e.entry.storedSize }
+            }
+        }
+        let chunk = UInt64(chunkSize)
+        for zeros in disk.zeroRanges {
+            guard zeros.lowerBound % chunk == 0, zeros.upperBound % chunk == 0 || zeros.upperBound == disk.size,
+                  zeros.upperBound <= disk.size else {
+                throw RepositoryError.misalignedChunk(offset: zeros.lowerBound, length: zeros.count)
+            }
+            for i in Int(zeros.lowerBound / chunk)..<Int((zeros.upperBound + chunk - 1) / chunk) where slots[i] == nil {
+                slots[i] = .zero
             }
         }
         var missing: [UInt64] = []

@@ -1,6 +1,7 @@
 import Events
 import Foundation
 import Libvirt
+import Repository
 
 /// What a task needs beyond its kind, disk and range, carried in `TaskEvent.parameters` so that
 /// any worker can run it without looking anything up.
@@ -14,9 +15,19 @@ struct BackupPlan: Codable, Sendable, Equatable {
         var chain: ImageChain? = nil
         /// True: read only the top layer (the overlay kept since the parent backup).
         var changesOnly: Bool? = nil
-        /// When set, only these ranges (by offset) are transferred: the rest did not change
-        /// since the parent backup, whose chunks the commit inherits there.
+        /// When set, only these ranges (by offset) are transferred: in an incremental the rest
+        /// did not change since the parent backup, whose chunks the commit inherits there; in a
+        /// full the rest is `zeroRanges`.
         var changedRanges: [UInt64]? = nil
+        /// A full of a sparse image: the runs that hold no allocated data, committed as zero
+        /// chunks without a task reading them (a 1 TiB volume with little data costs a few
+        /// tasks, not thousands).
+        var zeroRanges: [ByteRange]? = nil
+
+        /// What the commit needs of the disk.
+        var layout: DiskLayout {
+            DiskLayout(name: name, size: size, zeroRanges: (zeroRanges ?? []).map { $0.offset..<($0.offset + $0.length) })
+        }
     }
 
     var backupId: String

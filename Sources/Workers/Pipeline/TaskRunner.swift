@@ -176,7 +176,7 @@ public final class TaskRunner: Sendable {
         let manifest = try await runBlocking { () -> BackupManifest in
             if try repository.isCommitted(plan.backupId) { return try repository.manifest(plan.backupId) }  // a redelivered finalize
             do {
-                return try repository.commitBackup(plan.backupId, disks: plan.disks.map { DiskLayout(name: $0.name, size: $0.size) },
+                return try repository.commitBackup(plan.backupId, disks: plan.disks.map(\.layout),
                                                    metadata: metadata)
             } catch let error as RepositoryError {
                 // The two last transfers may both ask for the finalize: the other run may have

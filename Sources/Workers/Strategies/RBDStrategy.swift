@@ -112,8 +112,10 @@ struct RBDStrategy: Sendable {
         return images
     }
 
-    /// The frozen images as plan disks (with, for an incremental, only the ranges whose objects
-    /// changed since the parent's snapshot: the cheap whole-object pass) and the source record.
+    /// The frozen images as plan disks and the source record. Only ranges with something to
+    /// read are planned, found by the cheap whole-object pass (`rbd_diff_iterate2`, from the
+    /// object map with fast-diff): for an incremental those whose objects changed since the
+    /// parent's snapshot, for a full those with allocated objects (the rest are zero ranges).
     func planImages(_ cluster: RadosCluster, disks: [RBDDisk], images: SnapshottedImages, backupId: String,
                     parent: String?) throws -> (disks: [BackupPlan.Disk], source: RBDSource, changedBytes: UInt64) {
         let snapshot = RBDSource.snapshotName(backupId)
@@ -125,17 +127,33 @@ struct RBDStrategy: Sendable {
             let frozen = try RBDImage(pool: images[disk.name]!.image.pool, name: disk.image, snapshot: snapshot, readOnly: true)
             let size = try frozen.size()
             var plannedDisk = BackupPlan.Disk(name: disk.name, path: frozen.spec, size: size)
-            if let since {
-                let changed = try frozen.changedExtents(since: since, offset: 0, length: size, wholeObject: true)
-                plannedDisk.changedRanges = Array(Set(changed.flatMap { extent in
-                    stride(from: extent.range.lowerBound / step * step, to: extent.range.upperBound, by: Int(step)).map { $0 }
-                })).sorted()
+            let changed = try frozen.changedExtents(since: since, offset: 0, length: size, wholeObject: true)
+            let ranges = Array(Set(changed.flatMap { extent in
+                stride(from: extent.range.lowerBound / step * step, to: extent.range.upperBound, by: Int(step)).map { $0 }
+            })).sorted()
+            plannedDisk.changedRanges = ranges
+            if since == nil {
+                plannedDisk.zeroRanges = Self.gaps(between: ranges, step: step, size: size)
+            } else {
                 changedBytes += changed.reduce(0) { $0 + UInt64($1.range.count) }
             }
             planned.append(plannedDisk)
             sources[disk.name] = RBDSource.Image(pool: disk.pool, image: disk.image, snapshot: snapshot, since: since)
         }
         return (planned, RBDSource(cluster: cluster.name, fsid: (try? cluster.fsid()) ?? "", images: sources), changedBytes)
+    }
+
+    /// The runs of `[0, size)` not covered by the ranges of `step` bytes starting at `ranges`
+    /// (ascending), each run as one range.
+    static func gaps(between ranges: [UInt64], step: UInt64, size: UInt64) -> [ByteRange] {
+        var gaps: [ByteRange] = []
+        var next: UInt64 = 0
+        for offset in ranges {
+            if offset > next { gaps.append(ByteRange(offset: next, length: offset - next)) }
+            next = max(next, min(offset + step, size))
+        }
+        if next < size { gaps.append(ByteRange(offset: next, length: size - next)) }
+        return gaps
     }
 
     /// The instance's newest committed backup, when every disk still has the snapshot it kept
