@@ -97,6 +97,11 @@ final class RBDPipelineTests: XCTestCase {
 
 
 
+    /// The ranges ("disk.offset") that tasks of `kind` reported on.
+    static func rangeTasks(_ kind: TaskKind, in results: [JobResult]) -> Set<String> {
+        Set(results.compactMap { $0.task?.kind == kind ? $0.task?.taskId.components(separatedBy: ".\(kind.rawValue).").last : nil })
+    }
+
     /// SHA-256 of disk vda of `backup`, restored to a file.
     private func restoredDigest(_ repositoryPath: String, backup: String) throws -> String {
         let file = directory.appendingPathComponent("\(backup).img").path
@@ -143,8 +148,8 @@ final class RBDPipelineTests: XCTestCase {
                 XCTAssertEqual(started["fallback"], "full: no earlier backup of this instance")
                 // The full reads only the ranges with allocated objects; the holes between them
                 // are committed as zeros (the restores below check they are).
-                let read = Set(outcome.compactMap { $0.task?.kind == .transfer ? $0.task?.taskId.components(separatedBy: ".transfer.").last : nil })
-                XCTAssertEqual(read, ["vda.0", "vda.\(32 << 20)", "vda.\(80 << 20)", "vdb.0"], LifeboatQueues.summary(outcome))
+                XCTAssertEqual(Self.rangeTasks(.transfer, in: outcome), ["vda.0", "vda.\(32 << 20)", "vda.\(80 << 20)", "vdb.0"],
+                               LifeboatQueues.summary(outcome))
             }
             digests[id] = [:]
             for (disk, image) in [("vda", root), ("vdb", data)] {
@@ -165,6 +170,11 @@ final class RBDPipelineTests: XCTestCase {
         for (n, backupId) in digests.keys.sorted().enumerated() {
             let outcome = try await restore(publisher, "rbd-r\(n)", backup: backupId, prefix: "lb-restored-\(n)-")
             XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
+            if backupId == "rbd-b0" {
+                // Into new images (which start as zeros) only the ranges with data are written.
+                XCTAssertEqual(Self.rangeTasks(.restore, in: outcome), ["vda.0", "vda.\(32 << 20)", "vda.\(80 << 20)", "vdb.0"],
+                               LifeboatQueues.summary(outcome))
+            }
             for (disk, image) in [("vda", root), ("vdb", data)] {
                 images.append("lb-restored-\(n)-\(image)")
                 let restored = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/lb-restored-\(n)-\(image)")
@@ -178,6 +188,8 @@ final class RBDPipelineTests: XCTestCase {
         // ...unless the request says so: the original images go back to the first point.
         let back = try await restore(publisher, "rbd-overwrite", backup: "rbd-b0", prefix: nil, overwrite: true)
         XCTAssertEqual(back.last?.status, .succeeded, LifeboatQueues.summary(back))
+        // Over existing images every range is written: the zero ones are cleared.
+        XCTAssertEqual(Self.rangeTasks(.restore, in: back).count, 6 + 3, LifeboatQueues.summary(back))
         for (disk, image) in [("vda", root), ("vdb", data)] {
             let now = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/\(image)")
             XCTAssertEqual(now, digests["rbd-b0"]?[disk], "\(image) overwritten with rbd-b0")

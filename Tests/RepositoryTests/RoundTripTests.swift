@@ -192,6 +192,19 @@ final class RoundTripTests: XCTestCase {
                        [UInt8](repeating: 0, count: 2 * chunk) + data + [UInt8](repeating: 0, count: Int(size) - 4 * chunk))
     }
 
+    /// What a restore into a new target must write: the ranges holding a non-zero chunk.
+    func testRangesWithDataNameTheRangesHoldingNonZeroChunks() throws {
+        var rng = SeededBytes(seed: 10)
+        var data = [UInt8](repeating: 0, count: 10 * chunk)
+        data.replaceSubrange(chunk..<chunk + 10, with: rng.bytes(10))            // range 0 (chunks 0-1)
+        data.replaceSubrange(7 * chunk..<8 * chunk, with: rng.bytes(chunk))      // range 6 (chunks 6-7)
+        try backUp(repo, data, backup: "b", scratch: scratch)
+        XCTAssertEqual(try repo.rangesWithData(backup: "b", disk: "vda", step: UInt64(2 * chunk)), [0, UInt64(6 * chunk)])
+        XCTAssertEqual(try repo.rangesWithData(backup: "b", disk: "vda", step: UInt64(chunk)), [UInt64(chunk), UInt64(7 * chunk)])
+        try backUp(repo, [UInt8](repeating: 0, count: 3 * chunk), backup: "empty", scratch: scratch)
+        XCTAssertEqual(try repo.rangesWithData(backup: "empty", disk: "vda", step: UInt64(chunk)), [])
+    }
+
     func testMisalignedWritesAreRejected() throws {
         try repo.beginBackup("b")
         let writer = try repo.rangeWriter(backup: "b", disk: "vda", offset: 0, length: UInt64(4 * chunk))

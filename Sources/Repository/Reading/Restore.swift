@@ -144,6 +144,19 @@ extension Repository {
         return index.diskSize
     }
 
+    /// The offsets of the `step`-byte ranges (a multiple of the chunk size) of the disk that
+    /// hold a non-zero chunk: all a restore into something that starts as zeros (a new file or
+    /// image) must write. A 1 TiB volume holding little data is then a few restore tasks.
+    public func rangesWithData(backup: String, disk: String, step: UInt64) throws -> [UInt64] {
+        let index = try index(backup: backup, disk: disk)
+        var ranges: [UInt64] = []
+        for (i, entry) in index.entries.enumerated() where !entry.isZero {
+            let range = index.offset(of: i) / step * step
+            if ranges.last != range { ranges.append(range) }
+        }
+        return ranges
+    }
+
     /// The size of one disk of a committed backup.
     public func diskSize(backup: String, disk: String) throws -> UInt64 {
         try index(backup: backup, disk: disk).diskSize

@@ -159,7 +159,8 @@ public struct JobPlanner: RequestHandler {
         }
         let (manifest, _, disks) = try await restoredBackup(request)
         let plan = RestorePlan(backupId: request.backupId, directory: directory, disks: disks, format: format,
-                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
+                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep,
+                               dataRanges: try await rangesWithData(request.backupId, disks: disks))
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId))] + plan.tasks(job).map { .task($0) }
     }
 
@@ -181,6 +182,14 @@ public struct JobPlanner: RequestHandler {
             throw RequestRefused("backup \(request.backupId) has no disk \(unknown) (it has \(names.joined(separator: ", ")))")
         }
         return (manifest, metadata, disks)
+    }
+
+    /// Per disk, the restore ranges that hold data: for a target that starts as zeros.
+    func rangesWithData(_ backupId: String, disks: [String]) async throws -> [String: [UInt64]] {
+        let repository = self.repository, step = restoreStep
+        return try await runBlocking {
+            try Dictionary(uniqueKeysWithValues: disks.map { ($0, try repository.rangesWithData(backup: backupId, disk: $0, step: step)) })
+        }
     }
 
     /// The results of a replayed backup request whose backup is already complete (accepted,
@@ -256,7 +265,8 @@ extension JobPlanner {
         if let conflict { throw RequestRefused("\(conflict): restore under another name (target.name) or into another storageDirectory") }
         let plan = RestorePlan(backupId: request.backupId, disks: disks,
                                libvirt: LibvirtRestoreTarget(hypervisor: hypervisor, domain: domain, files: files, formats: formats, start: start),
-                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
+                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep,
+                               dataRanges: try await rangesWithData(request.backupId, disks: disks))
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId, details: ["hypervisor": hypervisor, "domain": domain]))]
             + plan.tasks(job).map { .task($0) }
     }
@@ -413,7 +423,8 @@ extension JobPlanner {
         }
         let plan = RestorePlan(backupId: request.backupId, disks: disks,
                                rbd: RBDRestoreTarget(cluster: cluster, pool: pool, images: images, overwrite: overwrite),
-                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep)
+                               diskSizes: Dictionary(uniqueKeysWithValues: manifest.disks.map { ($0.name, $0.size) }), rangeBytes: restoreStep,
+                               dataRanges: try await overwrite ? nil : rangesWithData(request.backupId, disks: disks))
         return [.result(JobResult(job: job, status: .accepted, backupId: request.backupId,
                                   details: ["cluster": cluster, "images": images.values.sorted().map { "\(pool)/\($0)" }.joined(separator: ", ")]))]
             + plan.tasks(job).map { .task($0) }

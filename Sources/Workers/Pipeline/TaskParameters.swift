@@ -222,16 +222,25 @@ struct RestorePlan: Codable, Sendable, Equatable {
     /// Per disk: its size, written in ranges of `rangeBytes` by one restore task each.
     var diskSizes: [String: UInt64]
     var rangeBytes: UInt64
+    /// Per disk, when the target starts as zeros (a new file or image): the offsets of the
+    /// ranges that hold data, the only ones with a task (see `ranges(of:)`). Nil: every range,
+    /// as a restore over existing data needs (its zero ranges must be cleared).
+    var dataRanges: [String: [UInt64]]? = nil
 
-    func rangeCount(of disk: String) -> Int {
-        Int(((diskSizes[disk] ?? 0) + rangeBytes - 1) / rangeBytes)
+    /// The offsets of the ranges of `disk` that get a restore task: every range, or those with
+    /// data; at least one (a disk of size 0 or all zeros too), whose task creates the target.
+    func ranges(of disk: String) -> [UInt64] {
+        if let ranges = dataRanges?[disk] { return ranges.isEmpty ? [0] : ranges }
+        return Array(stride(from: UInt64(0), to: max(1, diskSizes[disk] ?? 0), by: Int(rangeBytes)))
     }
 
-    /// The restore tasks: one per range of each disk (a disk of size 0 still gets one).
+    func rangeCount(of disk: String) -> Int { ranges(of: disk).count }
+
+    /// The restore tasks: one per range of each disk that gets one.
     func tasks(_ job: JobReference) -> [TaskEvent] {
         let parameters = TaskEvent.parameters(self)
         return disks.flatMap { disk in
-            stride(from: UInt64(0), to: max(1, diskSizes[disk] ?? 0), by: Int(rangeBytes)).map { offset in
+            ranges(of: disk).map { offset in
                 TaskEvent(taskId: "\(job.jobId).restore.\(disk).\(offset)", job: job, kind: .restore, disk: disk,
                           range: ByteRange(offset: offset, length: min(rangeBytes, max(1, (diskSizes[disk] ?? 0) - offset))),
                           parameters: parameters)
