@@ -200,6 +200,33 @@ final class RBDPipelineTests: XCTestCase {
         XCTAssertTrue(try repository.verify().damaged.isEmpty)
     }
 
+    /// A volume never written to (a fresh Cinder volume): its full reads nothing and goes
+    /// straight to the commit, all zeros; its restore is one task that creates the new image.
+    func testAnEmptyImageBacksUpWithoutATransferAndRestoresAsZeros() async throws {
+        let image = TestCephCluster.uniqueImage("lb-empty")
+        images = [image, "lb-restored-\(image)"]
+        try await TestCephCluster.edit(image, ["create:40M"])
+        let disks = [RBDDisk(name: "vda", pool: TestCephCluster.pool, image: image)]
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 16 << 20, cephClusters: try TestCephCluster.clusterFile(in: directory))
+        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let outcome = try await backup(publisher, "empty-b0", instance: "vm-empty", disks: disks)
+        XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
+        XCTAssertEqual(Self.rangeTasks(.transfer, in: outcome), [], LifeboatQueues.summary(outcome))
+        let manifest = try Repository.open(path: repositoryPath).manifest("empty-b0")
+        XCTAssertEqual(manifest.disks.map(\.zeroChunks), [manifest.disks.first?.chunkCount ?? -1])
+
+        let restored = try await restore(publisher, "empty-r0", backup: "empty-b0", prefix: "lb-restored-")
+        XCTAssertEqual(restored.last?.status, .succeeded, LifeboatQueues.summary(restored))
+        XCTAssertEqual(Self.rangeTasks(.restore, in: restored), ["vda.0"], LifeboatQueues.summary(restored))
+        let expected = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/\(image)@lifeboat-empty-b0")
+        let actual = try await TestCephCluster.exportDigest("\(TestCephCluster.pool)/lb-restored-\(image)")
+        XCTAssertEqual(actual, expected)
+        await publisher.shutdown()
+        await worker.stop()
+    }
+
     /// The snapshot the next incremental needs is deleted behind Lifeboat's back: the backup
     /// becomes a full and says why, and is still exact.
     func testDeletedKeptSnapshotFallsBackToAFull() async throws {
