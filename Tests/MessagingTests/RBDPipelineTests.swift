@@ -97,6 +97,15 @@ final class RBDPipelineTests: XCTestCase {
 
 
 
+    /// A fresh repository, one worker reading the test cluster in ranges of `rangeBytes`, and
+    /// a publisher.
+    private func startWorker(rangeBytes: UInt64 = 16 << 20) throws -> (String, RunningWorker, LifeboatPublisher) {
+        let repositoryPath = directory.appendingPathComponent("repository").path
+        _ = try Repository.create(path: repositoryPath)
+        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: rangeBytes, cephClusters: try TestCephCluster.clusterFile(in: directory))
+        return (repositoryPath, worker, LifeboatPublisher(settings: try TestBroker.settings()))
+    }
+
     /// The ranges ("disk.offset") that tasks of `kind` reported on.
     static func rangeTasks(_ kind: TaskKind, in results: [JobResult]) -> Set<String> {
         Set(results.compactMap { $0.task?.kind == kind ? $0.task?.taskId.components(separatedBy: ".\(kind.rawValue).").last : nil })
@@ -132,10 +141,7 @@ final class RBDPipelineTests: XCTestCase {
         try await TestCephCluster.edit(root, ["create:96M", "random:0:12M:1", "fill:40M:5M:0x3c", "random:90M:6M:2", "snap:operator-own"])
         try await TestCephCluster.edit(data, ["create:40M", "random:8M:3M:3"])
         let disks = [RBDDisk(name: "vda", pool: TestCephCluster.pool, image: root), RBDDisk(name: "vdb", pool: TestCephCluster.pool, image: data)]
-        let repositoryPath = directory.appendingPathComponent("repository").path
-        _ = try Repository.create(path: repositoryPath)
-        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 16 << 20, cephClusters: try TestCephCluster.clusterFile(in: directory))
-        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let (repositoryPath, worker, publisher) = try startWorker()
         let writes = [["random:1M:300K:4", "discard:40M:2M", "random:70M:1M:5"], ["fill:0:4K:0xee", "random:91M:2M:6"]]
         var digests: [String: [String: String]] = [:]  // backup → disk → export digest of its snapshot
         for step in 0..<3 {
@@ -207,10 +213,7 @@ final class RBDPipelineTests: XCTestCase {
         images = [image, "lb-restored-\(image)"]
         try await TestCephCluster.edit(image, ["create:40M"])
         let disks = [RBDDisk(name: "vda", pool: TestCephCluster.pool, image: image)]
-        let repositoryPath = directory.appendingPathComponent("repository").path
-        _ = try Repository.create(path: repositoryPath)
-        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 16 << 20, cephClusters: try TestCephCluster.clusterFile(in: directory))
-        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let (repositoryPath, worker, publisher) = try startWorker()
         let outcome = try await backup(publisher, "empty-b0", instance: "vm-empty", disks: disks)
         XCTAssertEqual(outcome.last?.status, .succeeded, LifeboatQueues.summary(outcome))
         XCTAssertEqual(Self.rangeTasks(.transfer, in: outcome), [], LifeboatQueues.summary(outcome))
@@ -234,10 +237,7 @@ final class RBDPipelineTests: XCTestCase {
         images = [image]
         try await TestCephCluster.edit(image, ["create:48M", "random:0:6M:7"])
         let disks = [RBDDisk(name: "vda", pool: TestCephCluster.pool, image: image)]
-        let repositoryPath = directory.appendingPathComponent("repository").path
-        _ = try Repository.create(path: repositoryPath)
-        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 16 << 20, cephClusters: try TestCephCluster.clusterFile(in: directory))
-        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let (repositoryPath, worker, publisher) = try startWorker()
         let first = try await backup(publisher, "gone-b0", instance: "vm-gone", disks: disks)
         XCTAssertEqual(first.last?.status, .succeeded, LifeboatQueues.summary(first))
         try await TestCephCluster.rbd(["snap", "rm", "--no-progress", "\(TestCephCluster.pool)/\(image)@lifeboat-gone-b0"])
@@ -260,12 +260,9 @@ final class RBDPipelineTests: XCTestCase {
         images = [image]
         try await TestCephCluster.edit(image, ["create:512M", "random:0:512M:9"])
         let disks = [RBDDisk(name: "vda", pool: TestCephCluster.pool, image: image)]
-        let repositoryPath = directory.appendingPathComponent("repository").path
-        _ = try Repository.create(path: repositoryPath)
         // One-chunk ranges: 512 tasks, so most of them run after the cluster went down (with
         // fewer, faster reads could finish the job before the restart takes effect).
-        let worker = try RunningWorker(repository: repositoryPath, rangeBytes: 1 << 20, cephClusters: try TestCephCluster.clusterFile(in: directory))
-        let publisher = LifeboatPublisher(settings: try TestBroker.settings())
+        let (repositoryPath, worker, publisher) = try startWorker(rangeBytes: 1 << 20)
         try await publisher.send(BackupRequest(requestId: "restart-b0", project: "p1", instance: "vm-restart", mode: .full,
                                                source: .rbd(cluster: "ceph-test", disks: disks)))
         _ = try await consume(LifeboatTopology.Queue.results, seconds: 120) { deliveries in
